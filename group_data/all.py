@@ -1,0 +1,33 @@
+# Every knob of the gateway, with its default. The README's "Variables" table lists each one.
+# Typed and validated by hx_gateway/settings.py before any host is touched; the lab overrides
+# some of them in lab/group_data/ (names of the backends, environment).
+
+# "production" enforces strong secrets; "lab" is the Docker lab (lab/).
+environment = "production"
+
+# --- Ollama backends ------------------------------------------------------------------------
+# Every alias is spread over all of these (one router deployment per backend).
+backends = [
+    "http://hx-llm01-server.dev-test.hana-x.ai:11434",
+    "http://hx-llm02-server.dev-test.hana-x.ai:11434",
+]
+
+# --- Model aliases --------------------------------------------------------------------------
+# name: what clients ask for; ollama_model: what the backends serve; kind: chat | embedding.
+# An alias may carry `backends: [...]` to run on a subset of the backends above.
+model_aliases = [
+    {"name": "phi3-3.8b", "ollama_model": "phi3:3.8b-mini-128k-instruct-q8_0", "kind": "chat"},
+    {"name": "llama3-8b", "ollama_model": "llama3:8b-instruct-q8_0", "kind": "chat"},
+    {"name": "emb-premium", "ollama_model": "mxbai-embed-large", "kind": "embedding"},
+]
+# A group is an alias of its own that load-balances over several chat aliases.
+model_groups = {"hx-chat": ["phi3-3.8b", "llama3-8b"]}
+
+# --- Client keys ----------------------------------------------------------------------------
+# Named keys handed to clients (the master key never is). The secret of key NAME comes from
+# the operator's environment: HX_CLIENT_KEY_<NAME> (upper case, '-' -> '_'), or the secrets file.
+# models: aliases or groups the key may use ([] = all); rpm: requests per minute;
+# max_concurrent: requests in flight; expires: "YYYY-MM-DD" or None.
+client_keys = [
+    {"name": "open-webui", "models": [], "rpm": 60, "max_concurrent": 10, "expires": None},
+]

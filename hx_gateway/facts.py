@@ -1,0 +1,170 @@
+"""Custom pyinfra facts: read a host's state, change nothing.
+
+Each fact is one command on the target (one `docker exec` / SSH round trip), written as a short
+Python program for the target's python3 so the output is JSON and parsing stays trivial.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from pyinfra.api import FactBase
+
+# Shared by the facts below: run on the target, print one JSON document.
+_LISTENERS = r'''
+def listeners():
+    import subprocess, os, re, shutil
+    if shutil.which("ss") is None:
+        return []
+    out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
+    found = []
+    for line in out.splitlines():
+        cols = line.split()
+        if len(cols) < 4:
+            continue
+        addr, _, port = cols[3].rpartition(":")
+        pids = [int(p) for p in re.findall(r"pid=(\d+)", line)]
+        users = set()
+        for pid in pids:
+            try:
+                import pwd
+                users.add(pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name)
+            except (OSError, KeyError):
+                pass
+        found.append({"address": addr.strip("[]"), "port": int(port),
+                      "processes": sorted(set(re.findall(r'\(\("([^"]+)"', line))), "users": sorted(users)})
+    return found
+'''
+
+
+def _python(program: str, *args: Any) -> str:
+    """A shell command that runs `program` with JSON-encoded args as sys.argv[1]."""
+    return f"python3 -c {shlex.quote(program)} {shlex.quote(json.dumps(args))}"
+
+
+class _JsonFact(FactBase):
+    def process(self, output: list[str]) -> Any:  # type: ignore[override]
+        return json.loads("\n".join(output))
+
+
+class GatewayHost(_JsonFact):
+    """Everything preflight needs from a gateway host, in one round trip."""
+
+    default = dict
+
+    def command(self, bind_port: int, venv_root: str) -> str:  # type: ignore[override]
+        return _python(_LISTENERS + r'''
+import json, os, platform, socket, sys, subprocess
+bind_port, venv_root = json.loads(sys.argv[1])
+def read(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+try:
+    import ensurepip, venv
+    has_venv = True
+except ImportError:
+    has_venv = False
+addrs = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout.split()
+current = os.path.join(venv_root, "current")
+target = os.path.realpath(current) if os.path.islink(current) else ""
+print(json.dumps({
+    "hostname": socket.gethostname(),
+    "fqdn": socket.getfqdn(),
+    "addresses": sorted({a.split("/")[0] for a in addrs if "/" in a and a[0].isalnum()}),
+    "pid1": read("/proc/1/comm"),
+    "python": platform.python_version(),
+    "has_venv": has_venv,
+    "has_ss": __import__("shutil").which("ss") is not None,
+    "arch": platform.machine(),
+    "glibc": platform.libc_ver()[1],
+    "cpus": os.cpu_count() or 1,
+    "listeners": [l for l in listeners() if l["port"] == bind_port],
+    "installed_lock": read(os.path.join(target, ".hx-lock-sha256")) if target else "",
+    "venv": target,
+}))
+''', bind_port, venv_root)
+
+
+class Listeners(_JsonFact):
+    """TCP listeners on a port, with the processes and users that own them."""
+
+    default = list
+
+    def command(self, port: int) -> str:  # type: ignore[override]
+        return _python(_LISTENERS + r'''
+import json, sys
+(port,) = json.loads(sys.argv[1])
+print(json.dumps([l for l in listeners() if l["port"] == port]))
+''', port)
+
+
+class HttpProbes(_JsonFact):
+    """GET (or POST) each URL from the host itself: status, body head, round-trip ms, or the error."""
+
+    default = list
+
+    def command(self, requests: list[dict[str, Any]], timeout: float = 5.0) -> str:  # type: ignore[override]
+        return _python(r'''
+import json, sys, time, socket, urllib.request, urllib.error
+from urllib.parse import urlsplit
+requests, timeout = json.loads(sys.argv[1])
+results = []
+for req in requests:
+    url = req["url"]
+    host = urlsplit(url).hostname
+    result = {"url": url, "status": None, "body": "", "ms": None, "error": "", "addresses": []}
+    try:
+        result["addresses"] = sorted({i[4][0] for i in socket.getaddrinfo(host, None)})
+    except OSError as exc:
+        result["error"] = f"name does not resolve: {exc}"
+        results.append(result)
+        continue
+    data = json.dumps(req["json"]).encode() if "json" in req else None
+    r = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as resp:
+            result["status"], result["body"] = resp.status, resp.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        result["status"], result["body"] = exc.code, exc.read(4096).decode(errors="replace")
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    result["ms"] = round((time.monotonic() - started) * 1000, 1)
+    results.append(result)
+print(json.dumps(results))
+''', requests, timeout)
+
+
+class SecretFileState(_JsonFact):
+    """A secret-bearing KEY=VALUE file as digests only: whole-file sha256 and a keyed hash per name.
+
+    The per-name hashes use a salt chosen by the control node for this run, so the output says
+    which names changed without revealing anything reusable about the values.
+    """
+
+    default = dict
+
+    def command(self, path: str, salt: str) -> str:  # type: ignore[override]
+        return _python(r'''
+import hashlib, hmac, json, os, sys
+path, salt = json.loads(sys.argv[1])
+try:
+    with open(path, "rb") as fh:
+        data = fh.read()
+except FileNotFoundError:
+    print(json.dumps({"exists": False}))
+    raise SystemExit
+st = os.stat(path)
+entries = {}
+for line in data.decode(errors="replace").splitlines():
+    if "=" in line and not line.lstrip().startswith("#"):
+        name, _, value = line.partition("=")
+        entries[name.strip()] = hmac.new(salt.encode(), value.strip().encode(), "sha256").hexdigest()
+print(json.dumps({"exists": True, "sha256": hashlib.sha256(data).hexdigest(), "entries": entries,
+                  "mode": oct(st.st_mode & 0o7777), "uid": st.st_uid, "gid": st.st_gid}))
+''', path, salt)

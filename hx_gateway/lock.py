@@ -1,0 +1,213 @@
+"""The LiteLLM lock (hash-pinned, one per target Python) and the wheelhouse built from it.
+
+    python -m hx_gateway.lock update            re-resolve every committed lock from locks/litellm.in
+    python -m hx_gateway.lock add 3.13.5 x86_64 2.41
+                                                resolve a lock for another target interpreter
+    python -m hx_gateway.lock wheelhouse LOCK   download the wheels and build the upload archive
+
+The lock is resolved with `uv pip compile --python-version` for the target's exact interpreter
+(markers such as python_full_version < "3.11.3" change the set); wheels are fetched on the
+control node and installed on the target with `--no-index --require-hashes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCK_DIR = REPO_ROOT / "locks"
+LOCK_INPUT = LOCK_DIR / "litellm.in"
+CACHE_DIR = Path(os.environ.get("HX_CACHE_DIR", "~/.cache/hx-gateway")).expanduser()
+
+# Releases published with a backdoor (PYSEC-2026-2). Never installed, whatever the lock says.
+COMPROMISED_LITELLM = frozenset({"1.82.7", "1.82.8"})
+
+PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
+
+
+class LockError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TargetPython:
+    """What decides which wheels a target can install."""
+
+    version: str  # full, e.g. 3.11.2
+    arch: str  # uname -m, e.g. x86_64
+    glibc: str  # e.g. 2.36
+
+    @property
+    def key(self) -> str:
+        return f"py{self.version}-{self.arch}-glibc{self.glibc}"
+
+    @property
+    def minor(self) -> str:
+        return "".join(self.version.split(".")[:2])
+
+    @property
+    def lock_path(self) -> Path:
+        return LOCK_DIR / f"litellm-{self.key}.txt"
+
+    def pip_platforms(self) -> list[str]:
+        """pip does not expand manylinux tags for a foreign --platform: list every compatible one."""
+        major, minor = (int(x) for x in self.glibc.split(".")[:2])
+        tags = [f"manylinux_{major}_{m}_{self.arch}" for m in range(minor, 4, -1)]
+        legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+        tags += [f"{name}_{self.arch}" for name, needs in legacy.items() if minor >= needs]
+        return tags
+
+
+def pins(lock_text: str) -> dict[str, str]:
+    return {name.lower().replace("_", "-"): version for name, version in PIN_RE.findall(lock_text)}
+
+
+def check_lock(lock_text: str) -> str:
+    """Refuse a lock without hashes or with a compromised LiteLLM; return the LiteLLM version."""
+    pinned = pins(lock_text)
+    version = pinned.get("litellm")
+    if version is None:
+        raise LockError("the lock pins no litellm version")
+    if version in COMPROMISED_LITELLM:
+        raise LockError(
+            f"the lock pins litellm=={version}, a release known to be compromised (PYSEC-2026-2); "
+            f"pin another version in {LOCK_INPUT.name} and run `python -m hx_gateway.lock update`"
+        )
+    if "--hash=sha256:" not in lock_text:
+        raise LockError("the lock has no hashes; regenerate it with `python -m hx_gateway.lock update`")
+    return version
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _configured_index() -> list[str]:
+    """The package index this machine's pip is configured with (none: the tools' default)."""
+    url = os.environ.get("PIP_INDEX_URL")
+    if not url:
+        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+        match = re.search(r"^(?:global|:env:)\.index-url='([^']+)'", out, re.MULTILINE)
+        url = match.group(1) if match else None
+    return ["--index-url", url] if url else []
+
+
+def _uv() -> str:
+    found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if not found:
+        raise LockError("uv is not installed on the control node; run the README's setup (./hx setup)")
+    return found
+
+
+def compile_lock(target: TargetPython) -> Path:
+    """Resolve locks/litellm.in for the target's exact interpreter, with hashes."""
+    LOCK_DIR.mkdir(exist_ok=True)
+    platform = f"{target.arch}-manylinux_{target.glibc.replace('.', '_')}"
+    subprocess.run(
+        [_uv(), "pip", "compile", str(LOCK_INPUT), "--quiet", "--generate-hashes", "--no-header",
+         "--python-version", target.version, "--python-platform", platform,
+         *_configured_index(), "-o", str(target.lock_path)],
+        check=True,
+    )
+    header = f"# LiteLLM lock for {target.key}: `python -m hx_gateway.lock update` rewrites it.\n"
+    target.lock_path.write_text(header + target.lock_path.read_text())
+    check_lock(target.lock_path.read_text())
+    return target.lock_path
+
+
+def lock_for(target: TargetPython) -> Path:
+    """The committed lock for this target, resolved now (and cached in locks/) if there is none."""
+    if not target.lock_path.exists():
+        compile_lock(target)
+    check_lock(target.lock_path.read_text())
+    return target.lock_path
+
+
+def build_wheelhouse(target: TargetPython, lock_path: Path) -> Path:
+    """Download the locked wheels once and pack them into one deterministic archive."""
+    lock_text = lock_path.read_text()
+    check_lock(lock_text)
+    lock_digest = digest(lock_text.encode())
+    archive = CACHE_DIR / f"wheelhouse-{lock_digest[:16]}.tar"
+    if archive.exists():
+        return archive
+    wheel_dir = CACHE_DIR / f"wheels-{target.key}"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    platforms = [arg for tag in target.pip_platforms() for arg in ("--platform", tag)]
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
+         "--only-binary=:all:", *platforms, "--python-version", target.version.rsplit(".", 1)[0],
+         "--implementation", "cp", "--abi", f"cp{target.minor}", "-r", str(lock_path), "-d", str(wheel_dir)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise LockError(f"pip download failed for {lock_path.name}:\n{result.stderr[-3000:]}")
+    wanted = pins(lock_text)
+    wheels = sorted(p for p in wheel_dir.glob("*.whl") if _wheel_pin(p.name) in wanted.items())
+    if len(wheels) != len(wanted):
+        raise LockError(f"wheelhouse has {len(wheels)} wheels for {len(wanted)} pins; delete {wheel_dir} and retry")
+    tmp = archive.with_suffix(".partial")
+    with tarfile.open(tmp, "w") as tar:
+        for wheel in wheels:
+            _add_deterministic(tar, wheel.name, wheel.read_bytes())
+        _add_deterministic(tar, "requirements.lock", lock_text.encode())
+    tmp.rename(archive)
+    return archive
+
+
+def _wheel_pin(filename: str) -> tuple[str, str]:
+    name, version = filename.split("-")[:2]
+    return name.lower().replace("_", "-"), version
+
+
+def _add_deterministic(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def committed_targets() -> list[TargetPython]:
+    found = []
+    for path in sorted(LOCK_DIR.glob("litellm-py*.txt")):
+        match = re.match(r"litellm-py([\d.]+)-(\w+)-glibc([\d.]+)\.txt$", path.name)
+        if match:
+            found.append(TargetPython(*match.groups()))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="LiteLLM lock and wheelhouse")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("update", help="re-resolve every committed lock")
+    add = sub.add_parser("add", help="resolve a lock for another target interpreter")
+    add.add_argument("version")
+    add.add_argument("arch")
+    add.add_argument("glibc")
+    wheelhouse = sub.add_parser("wheelhouse", help="download wheels and build the archive for a lock")
+    wheelhouse.add_argument("lock", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "update":
+        for target in committed_targets():
+            print(compile_lock(target))
+    elif args.command == "add":
+        print(compile_lock(TargetPython(args.version, args.arch, args.glibc)))
+    else:
+        match = re.match(r"litellm-py([\d.]+)-(\w+)-glibc([\d.]+)\.txt$", args.lock.name)
+        if not match:
+            parser.error("name a lock file from locks/")
+        print(build_wheelhouse(TargetPython(*match.groups()), args.lock))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Render the files the deploy puts on a gateway host. Pure functions of settings (and secrets)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from hx_gateway.secrets import Secrets, key_digest
+from hx_gateway.settings import ModelAlias, Settings
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+AUTH_MODULE = TEMPLATE_DIR / "hx_auth.py"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One router entry: a public model name served by one alias on one backend."""
+
+    name: str
+    alias: ModelAlias
+    backend: str
+
+
+def deployments(settings: Settings) -> list[Deployment]:
+    """Each alias once per backend; each group once per member alias and backend."""
+    by_name = {a.name: a for a in settings.model_aliases}
+    entries = [Deployment(a.name, a, b) for a in settings.model_aliases for b in a.backends]
+    for group, members in settings.model_groups.items():
+        entries += [Deployment(group, by_name[m], b) for m in members for b in by_name[m].backends]
+    return entries
+
+
+def render_config(settings: Settings, litellm_version: str) -> str:
+    return _env.get_template("config.yaml.j2").render(
+        s=settings, deployments=deployments(settings), litellm_version=litellm_version
+    )
+
+
+def render_env(secrets: Secrets) -> str:
+    return _env.get_template("litellm.env.j2").render(master_key=secrets.master_key)
+
+
+def ip_allow_list(settings: Settings, backend_addresses: list[str]) -> list[str]:
+    """Peers the service may talk to when allow-lists are on: loopback, clients, backends.
+
+    systemd applies IPAddressAllow= in both directions, so the backends (as the gateway host
+    resolves them, read by preflight) must be listed beside the client networks.
+    """
+    if not settings.allowed_client_networks:
+        return []
+    return ["localhost", *settings.allowed_client_networks, *sorted(set(backend_addresses))]
+
+
+def render_unit(settings: Settings, workers: int, backend_addresses: list[str]) -> str:
+    return _env.get_template("litellm.service.j2").render(
+        s=settings, workers=workers, ip_allow=ip_allow_list(settings, backend_addresses)
+    )
+
+
+def render_client_keys(settings: Settings, secrets: Secrets) -> str:
+    """Digests and limits only: the file the service reads never holds a key."""
+    keys = [
+        {
+            "name": key.name,
+            "sha256": key_digest(secrets.client_keys[key.name]),
+            "models": list(key.models),
+            "rpm": key.rpm,
+            "max_concurrent": key.max_concurrent,
+            "expires": key.expires.isoformat() if key.expires else None,
+        }
+        for key in settings.client_keys
+    ]
+    return json.dumps({"client_keys": keys}, indent=2, sort_keys=True) + "\n"
+
+
+def auth_module() -> str:
+    return AUTH_MODULE.read_text()

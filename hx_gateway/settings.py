@@ -1,0 +1,275 @@
+"""Typed settings, built once from pyinfra host data and validated before any host is touched.
+
+Every problem names the field and the fix; `load_settings` raises one `SettingsError` listing them
+all, so an operator fixes the data in one pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+Kind = Literal["chat", "embedding"]
+KINDS: tuple[str, ...] = ("chat", "embedding")
+ENVIRONMENTS = ("production", "lab")
+ROUTING_STRATEGIES = ("least-busy", "simple-shuffle", "latency-based-routing", "usage-based-routing-v2")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class SettingsError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid gateway settings:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    name: str
+    ollama_model: str
+    kind: Kind
+    backends: tuple[str, ...]
+
+    @property
+    def route(self) -> str:
+        # ollama_chat/ lets Ollama apply the model's own chat template; embeddings use ollama/.
+        return f"ollama_chat/{self.ollama_model}" if self.kind == "chat" else f"ollama/{self.ollama_model}"
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    name: str
+    models: tuple[str, ...]
+    rpm: int
+    max_concurrent: int
+    expires: dt.date | None
+
+    @property
+    def env_name(self) -> str:
+        return "HX_CLIENT_KEY_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper())
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str
+    bind_host: str
+    bind_port: int
+    gateway_url: str
+    backends: tuple[str, ...]
+    model_aliases: tuple[ModelAlias, ...]
+    model_groups: Mapping[str, tuple[str, ...]]
+    client_keys: tuple[ClientKey, ...]
+    routing_strategy: str
+    request_timeout: int
+    num_retries: int
+    allowed_fails: int
+    cooldown_time: int
+    workers: int | None
+    venv_root: str
+    config_dir: str
+    service_name: str
+    service_user: str
+    service_group: str
+    secrets_file: str
+    expected_identity: tuple[str, ...]
+    health_timeout: int
+    allowed_client_networks: tuple[str, ...] = field(default=())
+
+    @property
+    def is_lab(self) -> bool:
+        return self.environment == "lab"
+
+    @property
+    def alias_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.model_aliases)
+
+    @property
+    def public_models(self) -> tuple[str, ...]:
+        """What /v1/models lists: every alias and every group."""
+        return (*self.alias_names, *self.model_groups)
+
+    def path(self, name: str) -> str:
+        return f"{self.config_dir}/{name}"
+
+    def backend_models(self) -> dict[str, list[str]]:
+        """Backend URL -> Ollama models it must carry."""
+        wanted: dict[str, list[str]] = {b: [] for b in self.backends}
+        for alias in self.model_aliases:
+            for backend in alias.backends:
+                if alias.ollama_model not in wanted[backend]:
+                    wanted[backend].append(alias.ollama_model)
+        return wanted
+
+
+def _problems_for_url(url: Any, where: str) -> list[str]:
+    if not isinstance(url, str):
+        return [f"{where}: {url!r} is not a URL; write it as http://host:11434"]
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.path not in ("", "/"):
+        return [f"{where}: {url!r} is malformed; write it as http://host:11434 (scheme, host, port, no path)"]
+    return []
+
+
+def _int(data: Mapping[str, Any], name: str, low: int, high: int, problems: list[str]) -> int:
+    value = data.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        problems.append(f"{name}: {value!r} is out of range; set an integer from {low} to {high}")
+        return low
+    return value
+
+
+def _parse_date(value: Any, where: str, problems: list[str]) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        problems.append(f"{where}: {value!r} is not a date; write YYYY-MM-DD or None")
+        return None
+
+
+def _aliases(data: Mapping[str, Any], backends: tuple[str, ...], problems: list[str]) -> tuple[ModelAlias, ...]:
+    aliases: list[ModelAlias] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data.get("model_aliases") or []):
+        where = f"model_aliases[{index}]"
+        if not isinstance(raw, Mapping):
+            problems.append(f"{where}: must be a dict with name, ollama_model, kind")
+            continue
+        name = raw.get("name")
+        where = f"model_aliases[{name!r}]" if name else where
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problems.append(f"{where}: name {name!r} is invalid; use letters, digits, '.', '_' or '-'")
+            continue
+        if name in seen:
+            problems.append(f"{where}: duplicate alias {name!r}; each alias name must appear once")
+        seen.add(name)
+        if not raw.get("ollama_model"):
+            problems.append(f"{where}: ollama_model is missing; name the model as `ollama list` shows it")
+        kind = raw.get("kind")
+        if kind not in KINDS:
+            problems.append(f"{where}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+        alias_backends = tuple(raw.get("backends") or backends)
+        for backend in alias_backends:
+            if backend not in backends:
+                problems.append(f"{where}: backend {backend!r} is not in `backends`; add it there first")
+        if not alias_backends:
+            problems.append(f"{where}: has no backend; list at least one in `backends`")
+        aliases.append(ModelAlias(name, str(raw.get("ollama_model") or ""), kind, alias_backends))  # type: ignore[arg-type]
+    if not aliases and not problems:
+        problems.append("model_aliases: empty; declare at least one alias")
+    return tuple(aliases)
+
+
+def _groups(data: Mapping[str, Any], aliases: tuple[ModelAlias, ...], problems: list[str]
+            ) ->  dict[str, tuple[str, ...]]:
+    names = {a.name for a in aliases}
+    groups: dict[str, tuple[str, ...]] = {}
+    for group, members in (data.get("model_groups") or {}).items():
+        if group in names:
+            problems.append(f"model_groups[{group!r}]: clashes with an alias of the same name; rename the group")
+        members = tuple(members or ())
+        if not members:
+            problems.append(f"model_groups[{group!r}]: empty; list the aliases it spreads over")
+        for member in members:
+            if member not in names:
+                problems.append(f"model_groups[{group!r}]: names unknown alias {member!r}; declare it in model_aliases")
+        groups[group] = members
+    return groups
+
+
+def _client_keys(data: Mapping[str, Any], public: set[str], problems: list[str]) -> tuple[ClientKey, ...]:
+    keys: list[ClientKey] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data.get("client_keys") or []):
+        name = raw.get("name") if isinstance(raw, Mapping) else None
+        where = f"client_keys[{name or index!r}]"
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problems.append(f"{where}: name {name!r} is invalid; use letters, digits, '.', '_' or '-'")
+            continue
+        if name in seen:
+            problems.append(f"{where}: duplicate client key name; each name must appear once")
+        seen.add(name)
+        models = tuple(raw.get("models") or ())
+        for model in models:
+            if model not in public:
+                problems.append(f"{where}: allows unknown model {model!r}; name an alias or a group")
+        rpm, concurrent = raw.get("rpm", 60), raw.get("max_concurrent", 10)
+        if not isinstance(rpm, int) or rpm < 1:
+            problems.append(f"{where}: rpm {rpm!r} must be a positive integer")
+        if not isinstance(concurrent, int) or concurrent < 1:
+            problems.append(f"{where}: max_concurrent {concurrent!r} must be a positive integer")
+        expires = _parse_date(raw.get("expires"), f"{where}.expires", problems)
+        keys.append(ClientKey(name, models, int(rpm) if isinstance(rpm, int) else 1,
+                              int(concurrent) if isinstance(concurrent, int) else 1, expires))
+    return tuple(keys)
+
+
+def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") -> Settings:
+    """Build `Settings` from pyinfra host data (or any mapping); raise SettingsError on any problem."""
+    problems: list[str] = []
+    environment = data.get("environment", "production")
+    if environment not in ENVIRONMENTS:
+        problems.append(f"environment: {environment!r} is unknown; use one of {', '.join(ENVIRONMENTS)}")
+    backends = tuple(data.get("backends") or ())
+    if not backends:
+        problems.append("backends: empty; list the Ollama URLs, e.g. http://hx-llm01:11434")
+    for index, backend in enumerate(backends):
+        problems += _problems_for_url(backend, f"backends[{index}]")
+    if len(set(backends)) != len(backends):
+        problems.append("backends: a URL is listed twice; list each backend once")
+    aliases = _aliases(data, backends, problems)
+    groups = _groups(data, aliases, problems)
+    public = {a.name for a in aliases} | set(groups)
+    client_keys = _client_keys(data, public, problems)
+    bind_port = _int(data, "bind_port", 1, 65535, problems)
+    routing = data.get("routing_strategy", "least-busy")
+    if routing not in ROUTING_STRATEGIES:
+        problems.append(f"routing_strategy: {routing!r} is unknown; use one of {', '.join(ROUTING_STRATEGIES)}")
+    workers = data.get("workers")
+    if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= 64):
+        problems.append(f"workers: {workers!r} is out of range; set None (one per core) or 1..64")
+    for name in ("service_user", "service_group", "service_name"):
+        if not isinstance(data.get(name), str) or not NAME_RE.match(data.get(name, "")):
+            problems.append(f"{name}: {data.get(name)!r} is not a valid name")
+    for name in ("venv_root", "config_dir"):
+        value = data.get(name)
+        if not isinstance(value, str) or not value.startswith("/") or value.rstrip("/") in ("", "/usr", "/etc", "/opt"):
+            problems.append(f"{name}: {value!r} must be an absolute path of its own, e.g. /opt/litellm")
+    gateway_url = data.get("gateway_url") or f"http://{inventory_name.split('/')[-1]}:{bind_port}"
+    problems += _problems_for_url(gateway_url, "gateway_url")
+    settings = Settings(
+        environment=str(environment),
+        bind_host=str(data.get("bind_host", "0.0.0.0")),
+        bind_port=bind_port,
+        gateway_url=str(gateway_url).rstrip("/"),
+        backends=backends,
+        model_aliases=aliases,
+        model_groups=groups,
+        client_keys=client_keys,
+        routing_strategy=str(routing),
+        request_timeout=_int(data, "request_timeout", 1, 3600, problems),
+        num_retries=_int(data, "num_retries", 0, 10, problems),
+        allowed_fails=_int(data, "allowed_fails", 0, 100, problems),
+        cooldown_time=_int(data, "cooldown_time", 0, 3600, problems),
+        workers=workers,
+        venv_root=str(data.get("venv_root")).rstrip("/"),
+        config_dir=str(data.get("config_dir")).rstrip("/"),
+        service_name=str(data.get("service_name")),
+        service_user=str(data.get("service_user")),
+        service_group=str(data.get("service_group")),
+        secrets_file=str(data.get("secrets_file", "")),
+        expected_identity=tuple(data.get("expected_identity") or ()),
+        health_timeout=_int(data, "health_timeout", 5, 900, problems),
+        allowed_client_networks=tuple(data.get("allowed_client_networks") or ()),
+    )
+    if problems:
+        raise SettingsError(problems)
+    return settings

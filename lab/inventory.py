@@ -1,0 +1,19 @@
+"""The lab inventory: the same groups as inventory.py, hosts are the lab's containers.
+
+    pyinfra lab/inventory.py deploy.py
+
+Gateway count: HX_LAB_GATEWAYS (default 1). The lab's data differs from production only in
+lab/group_data/ (backend names, environment) and the gateway URL read from Docker.
+"""
+
+import os
+
+from lab.lab import DEFAULT_NAME, Lab, address_of
+
+_lab = Lab(gateways=int(os.environ.get("HX_LAB_GATEWAYS", "1")))
+
+litellm = [
+    (f"@docker/{h.name}", {"gateway_url": f"http://{address_of(h.name, DEFAULT_NAME)}:4000"})
+    for h in _lab.hosts() if h.role == "gateway"
+]
+llm = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "backend"]

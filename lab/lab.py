@@ -1,0 +1,221 @@
+"""The Docker lab: systemd containers that stand in for the gateway and the Ollama hosts.
+
+    python -m lab.lab up [--gateways N]     build/reuse the image, start the hosts (idempotent)
+    python -m lab.lab status                one line per host
+    python -m lab.lab down                  remove every container and the network
+
+Every container carries the label `hx-lab=<name>`, so `down` finds exactly what `up` made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.image import Recipe, ensure_image
+
+LAB_DIR = Path(__file__).resolve().parent
+DOUBLE_SOURCE = LAB_DIR / "ollama_double.py"
+LABEL = "hx-lab"
+DEFAULT_NAME = os.environ.get("HX_LAB_NAME", "hx-lab")
+
+# Models every backend double "has" unless a test says otherwise (the defaults of group_data/all.py).
+DEFAULT_BACKEND_MODELS = (
+    "phi3:3.8b-mini-128k-instruct-q8_0",
+    "llama3:8b-instruct-q8_0",
+    "mxbai-embed-large",
+)
+
+# The flags that run systemd as PID 1 on this machine (`--privileged` is not available).
+SYSTEMD_FLAGS = (
+    "--cap-add", "SYS_ADMIN",
+    "--security-opt", "seccomp=unconfined",
+    "--security-opt", "apparmor=unconfined",
+    "--cgroupns=host",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run",
+    "--tmpfs", "/run/lock",
+)
+
+DOUBLE_UNIT = """\
+[Unit]
+Description=Ollama API test double (lab only)
+After=network.target
+
+[Service]
+ExecStart=/usr/bin/python3 /usr/local/lib/ollama-double/ollama_double.py --config /etc/ollama-double/config.json
+DynamicUser=yes
+Restart=on-failure
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def docker(*args: str, check: bool = True, capture: bool = True, stdin: bytes | None = None) -> str:
+    result = subprocess.run(["docker", *args], capture_output=capture, input=stdin, check=False)
+    if check and result.returncode != 0:
+        err = result.stderr.decode(errors="replace") if capture else ""
+        raise RuntimeError(f"docker {' '.join(args)} failed: {err.strip()}")
+    return result.stdout.decode(errors="replace") if capture else ""
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    role: str  # "gateway" or "backend"
+
+
+@dataclass
+class Lab:
+    name: str = DEFAULT_NAME
+    gateways: int = 1
+    backends: int = 2
+    recipe: Recipe = field(default_factory=Recipe)
+
+    @property
+    def network(self) -> str:
+        return self.name
+
+    def hosts(self) -> list[LabHost]:
+        gateways = [LabHost("hx-api" if i == 1 else f"hx-api{i}", "gateway") for i in range(1, self.gateways + 1)]
+        backends = [LabHost(f"hx-llm{i:02d}", "backend") for i in range(1, self.backends + 1)]
+        return gateways + backends
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def up(self) -> None:
+        image = ensure_image(self.recipe)
+        self._ensure_network()
+        started = [h for h in self.hosts() if self._ensure_container(h, image)]
+        for host in self.hosts():
+            wait_for_systemd(host.name)
+        for host in self.hosts():
+            if host.role == "backend" and (host in started or not self._double_active(host.name)):
+                self.install_double(host.name)
+        for host in self.hosts():
+            if host.role == "backend":
+                wait_for_port(host.name, 11434)
+
+    def down(self) -> None:
+        ids = docker("ps", "-aq", "--filter", f"label={LABEL}={self.name}").split()
+        if ids:
+            docker("rm", "-f", "-v", *ids)
+        if docker("network", "ls", "-q", "--filter", f"name=^{self.network}$").strip():
+            docker("network", "rm", self.network)
+
+    def status(self) -> list[dict[str, str]]:
+        rows = []
+        for host in self.hosts():
+            info = container_info(host.name)
+            rows.append({
+                "host": host.name,
+                "role": host.role,
+                "state": info["State"]["Status"] if info else "absent",
+                "address": address_of(host.name, self.network) if info else "",
+            })
+        return rows
+
+    # -- pieces ----------------------------------------------------------------------------
+    def _ensure_network(self) -> None:
+        if not docker("network", "ls", "-q", "--filter", f"name=^{self.network}$").strip():
+            docker("network", "create", "--label", f"{LABEL}={self.name}", self.network)
+
+    def _ensure_container(self, host: LabHost, image: str) -> bool:
+        """Start the container if needed; True when it was (re)created."""
+        info = container_info(host.name)
+        if info and info["Config"]["Image"] == image and info["State"]["Running"]:
+            return False
+        if info:
+            docker("rm", "-f", "-v", host.name)
+        docker(
+            "run", "-d", "--name", host.name, "--hostname", host.name,
+            "--network", self.network, "--network-alias", host.name,
+            "--label", f"{LABEL}={self.name}", "--label", f"hx-lab-role={host.role}",
+            *SYSTEMD_FLAGS, image, "/sbin/init",
+        )
+        return True
+
+    def _double_active(self, container: str) -> bool:
+        return exec_in(container, "systemctl", "is-active", "ollama", check=False) == "active"
+
+    def install_double(self, container: str, models: tuple[str, ...] = DEFAULT_BACKEND_MODELS) -> None:
+        exec_in(container, "mkdir", "-p", "/usr/local/lib/ollama-double", "/etc/ollama-double")
+        docker("cp", str(DOUBLE_SOURCE), f"{container}:/usr/local/lib/ollama-double/ollama_double.py")
+        write_file(container, "/etc/ollama-double/config.json", json.dumps({"models": list(models)}))
+        write_file(container, "/etc/systemd/system/ollama.service", DOUBLE_UNIT)
+        exec_in(container, "systemctl", "daemon-reload")
+        exec_in(container, "systemctl", "enable", "--now", "ollama")
+        exec_in(container, "systemctl", "restart", "ollama")
+
+
+def container_info(name: str) -> dict | None:
+    out = docker("container", "inspect", name, check=False)
+    data = json.loads(out) if out.strip() else []
+    return data[0] if data else None
+
+
+def address_of(container: str, network: str = DEFAULT_NAME) -> str:
+    info = container_info(container)
+    if not info:
+        raise RuntimeError(f"lab host {container} is not running: run `python -m lab.lab up`")
+    return info["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def exec_in(container: str, *argv: str, check: bool = True, stdin: bytes | None = None) -> str:
+    args = ["exec", "-i", container, *argv] if stdin is not None else ["exec", container, *argv]
+    return docker(*args, check=check, stdin=stdin).strip()
+
+
+def write_file(container: str, path: str, content: str, mode: str = "0644") -> None:
+    exec_in(container, "sh", "-c", f"umask 077 && cat > {path} && chmod {mode} {path}", stdin=content.encode())
+
+
+def wait_for_systemd(container: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = exec_in(container, "systemctl", "is-system-running", check=False)
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{container}: systemd did not finish booting within {timeout:.0f}s (state: {state})")
+
+
+def wait_for_port(container: str, port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f":{port} " in exec_in(container, "ss", "-Htln", check=False) + " ":
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{container}: nothing listens on :{port} after {timeout:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The hx-gateway Docker lab")
+    parser.add_argument("command", choices=("up", "status", "down"))
+    parser.add_argument("--gateways", type=int, default=int(os.environ.get("HX_LAB_GATEWAYS", "1")))
+    parser.add_argument("--name", default=DEFAULT_NAME)
+    args = parser.parse_args(argv)
+    lab = Lab(name=args.name, gateways=args.gateways)
+    if args.command == "up":
+        started = time.monotonic()
+        lab.up()
+        print(f"lab {lab.name} up in {time.monotonic() - started:.1f}s")
+        args.command = "status"
+    if args.command == "status":
+        for row in lab.status():
+            print(f"{row['host']:<10} {row['role']:<8} {row['state']:<8} {row['address']}")
+    elif args.command == "down":
+        lab.down()
+        print(f"lab {lab.name} removed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Gateway auth without a database, loaded by LiteLLM from the config directory.
+
+`general_settings.custom_auth: hx_auth.user_api_key_auth` and `litellm_settings.callbacks:
+["hx_auth.limits"]` in config.yaml. What a client gets:
+
+  no key, wrong key, expired key         401  (OpenAI-style error body)
+  key not allowed to use the model       403
+  over the key's requests per minute     429  with Retry-After (seconds until a slot frees)
+  over the key's concurrent requests     429  with Retry-After: 1 (refused, not queued)
+  the master key                         full access, no limits
+
+Client keys are stored as sha256 digests only (HX_CLIENT_KEYS_FILE). Limits are counted in one
+SQLite file under the service's RuntimeDirectory (HX_LIMITS_DB), so every worker process of the
+gateway shares them. Comparisons are constant-time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+import time
+import uuid
+from typing import Any
+
+from fastapi import Request
+from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
+
+KEYS_FILE = os.environ.get("HX_CLIENT_KEYS_FILE", "/etc/litellm/client_keys.json")
+LIMITS_DB = os.environ.get("HX_LIMITS_DB", "/run/litellm/limits.sqlite")
+# A lease whose request never reported back (worker killed) frees itself after this long.
+LEASE_SECONDS = float(os.environ.get("HX_LEASE_SECONDS", "600"))
+WINDOW_SECONDS = 60.0
+OPEN_ROUTES = ("/health/liveliness", "/health/readiness")
+
+
+class ClientKey:
+    # A plain class: LiteLLM loads this file without registering it in sys.modules, which
+    # dataclasses need.
+    __slots__ = ("name", "sha256", "models", "rpm", "max_concurrent", "expires")
+
+    def __init__(self, name: str, sha256: str, models: tuple[str, ...], rpm: int, max_concurrent: int,
+                 expires: dt.date | None) -> None:
+        self.name, self.sha256, self.models = name, sha256, models
+        self.rpm, self.max_concurrent, self.expires = rpm, max_concurrent, expires
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _load_keys(path: str = KEYS_FILE) -> tuple[ClientKey, ...]:
+    try:
+        with open(path) as fh:
+            raw = json.load(fh)
+    except FileNotFoundError:
+        return ()
+    return tuple(
+        ClientKey(k["name"], k["sha256"], tuple(k.get("models") or ()), int(k["rpm"]), int(k["max_concurrent"]),
+                  dt.date.fromisoformat(k["expires"]) if k.get("expires") else None)
+        for k in raw.get("client_keys", [])
+    )
+
+
+CLIENT_KEYS = _load_keys()
+MASTER_DIGEST = _digest(os.environ.get("LITELLM_MASTER_KEY", "")) if os.environ.get("LITELLM_MASTER_KEY") else ""
+
+
+def _error(status: int, message: str, kind: str, retry_after: float | None = None) -> ProxyException:
+    headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))} if retry_after is not None else None
+    return ProxyException(message=message, type=kind, param=None, code=status, headers=headers)
+
+
+def _strip_bearer(api_key: str | None) -> str:
+    key = (api_key or "").strip()
+    return key[7:].strip() if key.lower().startswith("bearer ") else key
+
+
+def find_client(presented: str, keys: tuple[ClientKey, ...] = CLIENT_KEYS) -> ClientKey | None:
+    """Compare against every key (constant time each), so timing does not say which one matched."""
+    digest = _digest(presented)
+    found = None
+    for key in keys:
+        if hmac.compare_digest(digest, key.sha256):
+            found = key
+    return found
+
+
+class LimitStore:
+    """Sliding-window request counts and in-flight leases, shared by all workers via SQLite."""
+
+    def __init__(self, path: str = LIMITS_DB) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS hits (key TEXT NOT NULL, ts REAL NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS hits_key_ts ON hits (key, ts)")
+            conn.execute("CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, key TEXT NOT NULL, "
+                         "expires REAL NOT NULL)")
+            self._conn = conn
+        return self._conn
+
+    def take_request(self, key: str, rpm: int, now: float | None = None) -> float | None:
+        """Count one request; None if allowed, else the seconds until the window has room."""
+        now = time.time() if now is None else now
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM hits WHERE ts <= ?", (now - WINDOW_SECONDS,))
+            rows = db.execute("SELECT ts FROM hits WHERE key = ? ORDER BY ts", (key,)).fetchall()
+            if len(rows) >= rpm:
+                db.execute("COMMIT")
+                return rows[len(rows) - rpm][0] + WINDOW_SECONDS - now
+            db.execute("INSERT INTO hits (key, ts) VALUES (?, ?)", (key, now))
+            db.execute("COMMIT")
+            return None
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def acquire(self, key: str, limit: int, lease_id: str, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM leases WHERE expires <= ?", (now,))
+            (held,) = db.execute("SELECT COUNT(*) FROM leases WHERE key = ?", (key,)).fetchone()
+            if held >= limit:
+                db.execute("COMMIT")
+                return False
+            db.execute("INSERT OR REPLACE INTO leases (id, key, expires) VALUES (?, ?, ?)",
+                       (lease_id, key, now + LEASE_SECONDS))
+            db.execute("COMMIT")
+            return True
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def release(self, lease_id: str) -> None:
+        self._db().execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+
+
+STORE = LimitStore()
+
+
+async def _requested_model(request: Request) -> str | None:
+    try:
+        from litellm.proxy.common_utils.http_parsing_utils import _read_request_body
+
+        body = await _read_request_body(request=request)
+    except Exception:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None
+
+
+async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    if request.url.path in OPEN_ROUTES:
+        return UserAPIKeyAuth(user_role=LitellmUserRoles.INTERNAL_USER_VIEW_ONLY)
+    presented = _strip_bearer(api_key)
+    if not presented:
+        raise _error(401, "Missing API key: send 'Authorization: Bearer <key>'.", "authentication_error")
+    digest = _digest(presented)
+    if MASTER_DIGEST and hmac.compare_digest(digest, MASTER_DIGEST):
+        return UserAPIKeyAuth(api_key=digest, user_role=LitellmUserRoles.PROXY_ADMIN)
+    client = find_client(presented)
+    if client is None:
+        raise _error(401, "Invalid API key.", "authentication_error")
+    if client.expires is not None and dt.date.today() > client.expires:
+        raise _error(401, f"API key '{client.name}' expired on {client.expires.isoformat()}.", "authentication_error")
+    model = await _requested_model(request)
+    if model is not None and client.models and model not in client.models:
+        raise _error(403, f"API key '{client.name}' may not use model '{model}'.", "permission_error")
+    wait = STORE.take_request(client.name, client.rpm)
+    if wait is not None:
+        raise _error(429, f"API key '{client.name}' is over its limit of {client.rpm} requests per minute.",
+                     "rate_limit_error", retry_after=wait)
+    return UserAPIKeyAuth(api_key=digest, key_alias=client.name, key_name=client.name,
+                          models=list(client.models), metadata={"hx_client": client.name},
+                          user_role=LitellmUserRoles.INTERNAL_USER)
+
+
+def _client_of(user_api_key_dict: UserAPIKeyAuth) -> ClientKey | None:
+    name = (user_api_key_dict.metadata or {}).get("hx_client")
+    return next((k for k in CLIENT_KEYS if k.name == name), None)
+
+
+class ConcurrencyLimits(CustomLogger):
+    """Holds a lease per in-flight request of a client key; refuses the one over the limit."""
+
+    async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict,
+                                  call_type: Any) -> dict:
+        client = _client_of(user_api_key_dict)
+        if client is None:
+            return data
+        lease_id = data.setdefault("litellm_call_id", str(uuid.uuid4()))
+        if not STORE.acquire(client.name, client.max_concurrent, lease_id):
+            raise _error(429, f"API key '{client.name}' already has {client.max_concurrent} requests in flight.",
+                         "rate_limit_error", retry_after=1)
+        return data
+
+    def _release(self, data: dict) -> None:
+        lease_id = data.get("litellm_call_id") if isinstance(data, dict) else None
+        if lease_id:
+            STORE.release(lease_id)
+
+    async def async_post_call_success_hook(self, data: dict, user_api_key_dict: UserAPIKeyAuth, response: Any) -> Any:
+        self._release(data)
+        return response
+
+    async def async_post_call_failure_hook(self, request_data: dict, original_exception: Exception,
+                                           user_api_key_dict: UserAPIKeyAuth, traceback_str: str | None = None):
+        self._release(request_data)
+        return None
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: UserAPIKeyAuth, response: Any,
+                                                      request_data: dict):
+        try:
+            async for item in response:
+                yield item
+        finally:
+            self._release(request_data)
+
+
+limits = ConcurrencyLimits()
