@@ -18,23 +18,24 @@ def listeners():
     import subprocess, os, re, shutil
     if shutil.which("ss") is None:
         return []
-    out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
+    import pwd
+    # -e adds the socket's owner uid (absent for root): it works even where /proc/<pid>/fd of
+    # another user is unreadable (no CAP_SYS_PTRACE, as in containers).
+    out = subprocess.run(["ss", "-Htlnpe"], capture_output=True, text=True).stdout
     found = []
     for line in out.splitlines():
         cols = line.split()
         if len(cols) < 4:
             continue
         addr, _, port = cols[3].rpartition(":")
-        pids = [int(p) for p in re.findall(r"pid=(\d+)", line)]
-        users = set()
-        for pid in pids:
-            try:
-                import pwd
-                users.add(pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name)
-            except (OSError, KeyError):
-                pass
-        found.append({"address": addr.strip("[]"), "port": int(port),
-                      "processes": sorted(set(re.findall(r'\(\("([^"]+)"', line))), "users": sorted(users)})
+        uid = re.search(r"\buid:(\d+)", line)
+        try:
+            users = [pwd.getpwuid(int(uid.group(1)) if uid else 0).pw_name]
+        except KeyError:
+            users = [uid.group(1)]
+        units = re.findall(r"cgroup:\S*/([^/\s]+\.(?:service|scope))", line)
+        found.append({"address": addr.strip("[]"), "port": int(port), "users": users,
+                      "processes": sorted(set(re.findall(r'\(\("([^"]+)"', line)) | set(units))})
     return found
 '''
 
@@ -168,3 +169,36 @@ for line in data.decode(errors="replace").splitlines():
 print(json.dumps({"exists": True, "sha256": hashlib.sha256(data).hexdigest(), "entries": entries,
                   "mode": oct(st.st_mode & 0o7777), "uid": st.st_uid, "gid": st.st_gid}))
 ''', path, salt)
+
+
+class PeerConnections(_JsonFact):
+    """Remote addresses of the TCP connections (any state but LISTEN) to a local port."""
+
+    default = list
+
+    def command(self, port: int, sample: str = "") -> str:  # type: ignore[override]
+        # `sample` only makes each reading a fact of its own (read again after a burst).
+        program = ("import json,sys; print(json.dumps("
+                   "[l.strip().rsplit(':', 1)[0].strip('[]') for l in sys.stdin if l.strip()]))")
+        listing = f"ss -Htn state all '( sport = :{int(port)} )' | awk '$1 != \"LISTEN\" {{print $5}}'"
+        return f"{listing} | python3 -c {shlex.quote(program)}"
+
+
+class ServiceState(_JsonFact):
+    """Is the unit active and enabled, and which LiteLLM does its venv hold."""
+
+    default = dict
+
+    def command(self, service: str, venv_root: str) -> str:  # type: ignore[override]
+        return _python(r'''
+import json, subprocess, sys
+service, venv_root = json.loads(sys.argv[1])
+def run(*argv):
+    return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+version = run(f"{venv_root}/current/bin/python", "-c",
+              "import importlib.metadata as m; print(m.version('litellm'))")
+print(json.dumps({"active": run("systemctl", "is-active", service) == "active",
+                  "enabled": run("systemctl", "is-enabled", service) == "enabled",
+                  "main_pid": run("systemctl", "show", "-p", "MainPID", "--value", service),
+                  "litellm_version": version}))
+''', service, venv_root)

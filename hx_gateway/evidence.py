@@ -1,0 +1,75 @@
+"""The evidence bundle (.evidence/<UTC timestamp>/summary.md + checks.json) and the run's outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from hx_gateway.checks import Check
+from hx_gateway.settings import Settings
+
+REDACTED = "<redacted>"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Defence in depth: no check should ever carry a secret, but nothing leaves with one."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _table(checks: list[Check]) -> list[str]:
+    rows = ["| result | host | check | expected | seen |", "|---|---|---|---|---|"]
+    for c in checks:
+        seen = c.seen.replace("|", "\\|")[:160]
+        rows.append(f"| {'PASS' if c.ok else 'FAIL'} | {c.host} | {c.check} | {c.expected[:80]} | {seen} |")
+    return rows
+
+
+def summary_markdown(checks: list[Check], settings: list[Settings], stamp: str) -> str:
+    failed = [c for c in checks if not c.ok]
+    lines = [f"# hx-gateway verification {stamp}", "",
+             f"**{'ALL CHECKS PASSED' if not failed else f'{len(failed)} CHECK(S) FAILED'}** "
+             f"({len(checks) - len(failed)}/{len(checks)} passed)", ""]
+    for s in settings:
+        lines += [f"- gateway: {s.gateway_url}/v1", f"- models: {', '.join(s.public_models)}",
+                  f"- backends: {', '.join(s.backends)}"]
+    lines += ["", "## Checks", "", *_table(checks)]
+    if failed:
+        lines += ["", "## How to fix", ""]
+        lines += [f"- **{c.host}** `{c.check}`: expected {c.expected}, saw {c.seen}. Fix: {c.fix}" for c in failed]
+    figures = [(c, c.figures) for c in checks if c.figures]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"- {c.host} {c.check}: {json.dumps(f)}" for c, f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_evidence(root: Path, checks: list[Check], settings: list[Settings], secrets: list[str]) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    bundle = root / stamp
+    bundle.mkdir(parents=True, exist_ok=False)
+    (bundle / "summary.md").write_text(redact(summary_markdown(checks, settings, stamp), secrets))
+    payload = {"timestamp": stamp, "passed": all(c.ok for c in checks) and bool(checks),
+               "gateways": [s.gateway_url for s in settings], "checks": [c.as_dict() for c in checks]}
+    (bundle / "checks.json").write_text(redact(json.dumps(payload, indent=2), secrets))
+    return bundle
+
+
+def print_outputs(checks: list[Check], settings: list[Settings], bundle: Path) -> None:
+    """Pulumi-style outputs at the end of a run."""
+    print("\nOutputs:")
+    for s in settings:
+        print(f"  gateway_url : {s.gateway_url}/v1")
+        print(f"  models      : {', '.join(s.public_models)}")
+    width = max((len(c.check) for c in checks), default=10)
+    print("  checks      :")
+    for c in checks:
+        mark = "PASS" if c.ok else "FAIL"
+        print(f"    {mark}  {c.host:<22} {c.check:<{width}}  {c.seen[:70] if not c.ok else ''}")
+        if not c.ok:
+            print(f"          expected {c.expected}; fix: {c.fix}")
+    print(f"  evidence    : {bundle}")

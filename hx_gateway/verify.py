@@ -1,0 +1,101 @@
+"""Prove the deploy: post-deploy facts from every host, client checks, and the evidence bundle.
+
+    python -m hx_gateway.verify inventory.py        (or lab/inventory.py)
+
+Exits non-zero when any check fails; every failure names the host, the check and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pyinfra.api import Config, State
+from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.context import ctx_inventory, ctx_state
+from pyinfra_cli.inventory import make_inventory
+
+from hx_gateway import lock
+from hx_gateway.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
+from hx_gateway.evidence import print_outputs, write_evidence
+from hx_gateway.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, ServiceState
+from hx_gateway.plan import GatewayPlan, gateway_plan
+
+
+def load_state(inventory_file: str) -> State:
+    """The same inventory and group data `pyinfra INVENTORY deploy.py` would see."""
+    state = State(check_for_changes=False)
+    state.cwd = os.getcwd()
+    ctx_state.set(state)
+    inventory = make_inventory(inventory_file, cwd=state.cwd)
+    ctx_inventory.set(inventory)
+    state.init(inventory, Config())
+    connect_all(state)
+    return state
+
+
+def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
+    s = plan.settings
+    listeners = gateway.get_fact(Listeners, port=s.bind_port)
+    service = gateway.get_fact(ServiceState, service=s.service_name, venv_root=s.venv_root)
+    probes = gateway.get_fact(HttpProbes, requests=[{"url": f"{b}/api/version"} for b in s.backends])
+    facts = gateway.get_fact(GatewayHost, bind_port=s.bind_port, venv_root=s.venv_root)
+    lock_version = lock.check_lock(lock.lock_for(plan.target_of(facts)).read_text())
+    checks = gateway_host_checks(gateway.name, s, listeners, service.get("active", False),
+                                 service.get("enabled", False), service.get("litellm_version", ""), lock_version,
+                                 probes)
+    backend_hosts = {backend_of(h.name, s.backends): h for h in state.inventory.get_group("llm", [])}
+
+    def connections_per_backend() -> dict[str, int]:
+        gateway_addresses = set(facts.get("addresses", []))
+        counts = {}
+        for backend, host in backend_hosts.items():
+            if backend is None:
+                continue
+            port = host.data.get("ollama_port", 11434)
+            peers = host.get_fact(PeerConnections, port=port, sample=os.urandom(4).hex())
+            counts[backend] = sum(1 for p in peers if p in gateway_addresses)
+        return counts
+
+    return checks + client_checks(s, plan.secrets, gateway.name, connections_per_backend)
+
+
+def verify_backend(host, backends: tuple[str, ...], wanted: dict[str, list[str]]) -> list[Check]:
+    port = host.data.get("ollama_port", 11434)
+    listeners = host.get_fact(Listeners, port=port)
+    tags = host.get_fact(HttpProbes, requests=[{"url": f"http://127.0.0.1:{port}/api/tags"}])
+    backend = backend_of(host.name, backends)
+    models = wanted.get(backend, []) if backend else sorted({m for ms in wanted.values() for m in ms})
+    return backend_host_checks(host.name, port, models, listeners, tags[0] if tags else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Verify the gateway deploy and write the evidence bundle")
+    parser.add_argument("inventory")
+    parser.add_argument("--evidence-dir", default=".evidence")
+    args = parser.parse_args(argv)
+    state = load_state(args.inventory)
+    checks: list[Check] = []
+    plans = []
+    try:
+        gateways = list(state.inventory.get_group("litellm", []))
+        for gateway in gateways:
+            plan = gateway_plan(gateway.data.dict(), gateway.name)
+            plans.append(plan)
+            checks += verify_gateway(state, gateway, plan)
+        if plans:
+            s = plans[0].settings
+            for host in state.inventory.get_group("llm", []):
+                checks += verify_backend(host, s.backends, s.backend_models())
+    finally:
+        disconnect_all(state)
+    secrets = [v for p in plans for v in p.secrets.all_values()]
+    bundle = write_evidence(Path(args.evidence_dir), checks, [p.settings for p in plans], secrets)
+    print_outputs(checks, [p.settings for p in plans], bundle)
+    return 0 if checks and all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

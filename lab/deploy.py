@@ -1,0 +1,45 @@
+"""`./hx lab`: bring the lab up, deploy the gateway into it, and prove it (the README's first command).
+
+Secrets: HX_MASTER_KEY / HX_CLIENT_KEY_* from the environment, else a lab secrets file generated
+once at ~/.config/hx-gateway/lab-secrets.env (mode 0600, outside the repository).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from lab.lab import Lab
+
+REPO = Path(__file__).resolve().parent.parent
+LAB_SECRETS = Path("~/.config/hx-gateway/lab-secrets.env").expanduser()
+INVENTORY = "lab/inventory.py"
+
+
+def ensure_lab_secrets(path: Path = LAB_SECRETS) -> Path:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"HX_MASTER_KEY=sk-{secrets.token_urlsafe(32)}\n")
+            fh.write(f"HX_CLIENT_KEY_OPEN_WEBUI=sk-{secrets.token_urlsafe(32)}\n")
+    return path
+
+
+def main(argv: list[str]) -> int:
+    Lab(gateways=int(os.environ.get("HX_LAB_GATEWAYS", "1"))).up()
+    env = dict(os.environ)
+    if "HX_MASTER_KEY" not in env:
+        env.setdefault("HX_SECRETS_FILE", str(ensure_lab_secrets()))
+    bin_dir = Path(sys.executable).parent
+    deploy = subprocess.run([str(bin_dir / "pyinfra"), "-y", INVENTORY, "deploy.py", *argv], cwd=REPO, env=env)
+    if deploy.returncode != 0 or "--dry" in argv:
+        return deploy.returncode
+    return subprocess.run([sys.executable, "-m", "hx_gateway.verify", INVENTORY], cwd=REPO, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
