@@ -1,0 +1,106 @@
+"""Converge, idempotence, one-knob change, bad input, secrets kept out of every output."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from conftest import gateway_url, main_pid, pyinfra, random_key
+
+from lab.lab import exec_in
+
+pytestmark = pytest.mark.lab
+
+STATE_CMD = ("find /etc/litellm /etc/systemd/system /opt/litellm -maxdepth 1 -type f -exec sha256sum {} + "
+             "2>/dev/null | sort; ls -la /opt/litellm; systemctl list-unit-files --no-legend | sort; "
+             "systemctl show -p MainPID --value litellm")
+
+
+def host_state() -> str:
+    return exec_in("hx-api", "sh", "-c", STATE_CMD, check=False)
+
+
+def test_fresh_converge_serves_the_aliases(converged, lab_secrets):
+    assert exec_in("hx-api", "systemctl", "is-active", "litellm") == "active"
+    assert exec_in("hx-api", "systemctl", "is-enabled", "litellm") == "enabled"
+    assert ":4000 " in exec_in("hx-api", "ss", "-Htln") + " "
+    auth = {"Authorization": f"Bearer {lab_secrets['HX_MASTER_KEY']}"}
+    models = httpx.get(f"{gateway_url()}/v1/models", headers=auth)
+    assert {m["id"] for m in models.json()["data"]} == {"phi3-3.8b", "llama3-8b", "emb-premium", "hx-chat"}
+
+
+def test_service_user_and_file_modes(converged):
+    assert exec_in("hx-api", "getent", "passwd", "litellm").split(":")[5:] == ["/nonexistent", "/usr/sbin/nologin"]
+    modes = exec_in("hx-api", "stat", "-c", "%n %a %U %G", "/etc/litellm/litellm.env", "/etc/litellm/config.yaml")
+    assert "/etc/litellm/litellm.env 600 root root" in modes
+    assert "/etc/litellm/config.yaml 640 root litellm" in modes
+    cmdline = exec_in("hx-api", "sh", "-c", "cat /proc/$(systemctl show -p MainPID --value litellm)/cmdline")
+    assert "litellm" in cmdline and "sk-" not in cmdline
+
+
+def test_second_run_changes_nothing_and_does_not_restart(converged, lab_secrets):
+    pid = main_pid()
+    run = pyinfra(secrets_env=lab_secrets)
+    assert run.returncode == 0 and run.changed_ops() == [], run.changed_ops()
+    assert main_pid() == pid
+    dry = pyinfra("--dry", secrets_env=lab_secrets)
+    assert dry.returncode == 0 and dry.changed_ops() == [], dry.changed_ops()
+
+
+def test_one_knob_changes_only_the_config_and_restarts_once(converged, lab_secrets, tmp_path):
+    pid = main_pid()
+    (tmp_path / "litellm.py").write_text("request_timeout = 45\n")
+    run = pyinfra(secrets_env=lab_secrets, group_data=tmp_path)
+    assert run.returncode == 0, run.output[-3000:]
+    changed = run.changed_ops()
+    assert any("config.yaml" in op for op in changed) and any(op.startswith("Service | Restart") for op in changed)
+    assert not any("Unit" in op or "env file" in op or "Install LiteLLM" in op for op in changed), changed
+    assert "timeout: 45" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+    assert main_pid() != pid
+    back = pyinfra(secrets_env=lab_secrets)  # and back to the defaults
+    assert back.returncode == 0 and "timeout: 30" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+
+
+BAD_GROUP_DATA = {
+    "duplicate alias": ("all.py", "model_aliases = [{'name': 'a', 'ollama_model': 'm', 'kind': 'chat'}] * 2\n"),
+    "unknown kind": ("all.py", "model_aliases = [{'name': 'a', 'ollama_model': 'm', 'kind': 'vision'}]\n"),
+    "alias with no backend": ("all.py", "model_aliases = [{'name': 'a', 'ollama_model': 'm', 'kind': 'chat', "
+                                        "'backends': ['http://elsewhere:11434']}]\n"),
+    "malformed backend": ("all.py", "backends = ['hx-llm01:11434/path']\n"),
+    "port out of range": ("litellm.py", "bind_port = 0\n"),
+    "group with unknown alias": ("all.py", "model_groups = {'hx-chat': ['no-such-alias']}\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GROUP_DATA) + ["missing key", "placeholder key", "short key"])
+def test_bad_input_fails_before_any_change(converged, lab_secrets, tmp_path, case):
+    secrets_env = dict(lab_secrets)
+    if case in BAD_GROUP_DATA:
+        name, text = BAD_GROUP_DATA[case]
+        (tmp_path / name).write_text(text)
+    else:
+        (tmp_path / "all.py").write_text("environment = 'production'\nbackends = ['http://hx-llm01:11434', "
+                                         "'http://hx-llm02:11434']\n")
+        secrets_env["HX_MASTER_KEY"] = {"missing key": "", "placeholder key":
+                                        "sk-1234567890abcdef-test-key-please-replace", "short key": "sk-short"}[case]
+    before = host_state()
+    run = pyinfra(secrets_env=secrets_env, group_data=tmp_path)
+    assert run.returncode != 0
+    assert re.search(r"invalid gateway settings", run.output), run.output[-2000:]
+    assert host_state() == before
+
+
+def test_rotated_key_never_appears_in_dry_diff_verbose_output(converged, lab_secrets):
+    rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
+    run = pyinfra("--dry", "--diff", "-v", secrets_env=rotated)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "contents changed (hidden)" in run.output and "LITELLM_MASTER_KEY" in run.output
+    for value in (*lab_secrets.values(), rotated["HX_MASTER_KEY"]):
+        assert value not in run.output
+
+
+def test_hardening_score_at_most_1_5(converged):
+    out = exec_in("hx-api", "systemd-analyze", "security", "litellm.service", "--no-pager", check=False)
+    score = float(re.search(r"Overall exposure level for litellm.service:\s*([\d.]+)", out).group(1))
+    assert score <= 1.5, out[-1500:]

@@ -1,0 +1,68 @@
+"""The rendered files contain only what LiteLLM honours, and never a secret where it must not be."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from conftest import random_key
+from test_settings import defaults
+
+from hx_gateway import render
+from hx_gateway.secrets import Secrets, key_digest
+from hx_gateway.settings import load_settings
+
+
+def config() -> dict:
+    return yaml.safe_load(render.render_config(load_settings(defaults(), "hx-api"), "1.106.2"))
+
+
+def test_each_alias_once_per_backend_and_groups_over_members():
+    entries = config()["model_list"]
+    by_name: dict[str, list] = {}
+    for e in entries:
+        by_name.setdefault(e["model_name"], []).append(e["litellm_params"]["api_base"])
+    assert sorted(by_name["phi3-3.8b"]) == sorted(defaults()["backends"])
+    assert len(by_name["hx-chat"]) == 4  # two chat aliases x two backends
+
+
+def test_routes_and_mode_where_litellm_reads_them():
+    for entry in config()["model_list"]:
+        params = entry["litellm_params"]
+        assert "mode" not in params  # forwarded to Ollama as an option if put here
+        assert entry["model_info"]["mode"] in ("chat", "embedding")
+        expected = "ollama_chat/" if entry["model_info"]["mode"] == "chat" else "ollama/"
+        assert params["model"].startswith(expected)
+
+
+def test_no_key_litellm_ignores_or_chokes_on():
+    cfg = config()
+    assert "health_check_interval" not in cfg["router_settings"]  # makes the proxy refuse to start
+    assert "retry_policy" not in cfg["router_settings"]
+    assert "telemetry" not in cfg["general_settings"] and "cache" not in cfg["general_settings"]
+    assert "allow_requests_on_db_unavailable" not in json.dumps(cfg)  # any wrong key would succeed
+    assert cfg["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    assert cfg["general_settings"]["custom_auth"] == "hx_auth.user_api_key_auth"
+    assert cfg["litellm_settings"]["disable_hf_tokenizer_download"] is True
+
+
+def test_secrets_only_in_the_env_file_and_keys_only_as_digests():
+    settings = load_settings(defaults(), "hx-api")
+    master, client = random_key(), random_key()
+    secrets = Secrets(master, {"open-webui": client})
+    assert master in render.render_env(secrets)
+    unit = render.render_unit(settings, 2, ["10.0.0.1"])
+    keys = render.render_client_keys(settings, secrets)
+    for text in (render.render_config(settings, "x"), unit, keys):
+        assert master not in text and client not in text
+    assert key_digest(client) in keys
+    assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in unit and "LITELLM_MODE=PRODUCTION" in unit
+    assert "--num_workers 2" in unit and "User=litellm" in unit
+
+
+def test_ip_allow_lists_are_off_by_default_and_cover_backends_when_on():
+    data = defaults()
+    assert "IPAddressAllow" not in render.render_unit(load_settings(data, "h"), 1, ["10.0.0.7"])
+    data["allowed_client_networks"] = ["192.168.10.0/24"]
+    unit = render.render_unit(load_settings(data, "h"), 1, ["10.0.0.7"])
+    assert "IPAddressDeny=any" in unit and "IPAddressAllow=localhost 192.168.10.0/24 10.0.0.7" in unit
