@@ -10,6 +10,7 @@ Every container carries the label `hx-lab=<name>`, so `down` finds exactly what 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +25,11 @@ LAB_DIR = Path(__file__).resolve().parent
 DOUBLE_SOURCE = LAB_DIR / "ollama_double.py"
 LABEL = "hx-lab"
 DEFAULT_NAME = os.environ.get("HX_LAB_NAME", "hx-lab")
+
+# A real backend takes seconds per request; the double answers after this many ms, so requests
+# overlap the way they do in production (least-busy routing sends an idle gateway's requests to
+# the first backend). Benchmarks set it to 0 at run time through /_double/config.
+DOUBLE_DELAY_MS = 50
 
 # Models every backend double "has" unless a test says otherwise (the defaults of group_data/all.py).
 DEFAULT_BACKEND_MODELS = (
@@ -97,7 +103,7 @@ class Lab:
         for host in self.hosts():
             wait_for_systemd(host.name)
         for host in self.hosts():
-            if host.role == "backend" and (host in started or not self._double_active(host.name)):
+            if host.role == "backend" and (host in started or not self._double_current(host.name)):
                 self.install_double(host.name)
         for host in self.hosts():
             if host.role == "backend":
@@ -142,17 +148,26 @@ class Lab:
         )
         return True
 
-    def _double_active(self, container: str) -> bool:
-        return exec_in(container, "systemctl", "is-active", "ollama", check=False) == "active"
+    def _double_current(self, container: str) -> bool:
+        """Running, and the same code and configuration `install_double` would put there."""
+        installed = exec_in(container, "sh", "-c", "systemctl is-active ollama; sha256sum "
+                            "/usr/local/lib/ollama-double/ollama_double.py; cat /etc/ollama-double/config.json",
+                            check=False)
+        wanted = hashlib.sha256(DOUBLE_SOURCE.read_bytes()).hexdigest()
+        return installed.startswith("active") and wanted in installed and _double_config() in installed
 
     def install_double(self, container: str, models: tuple[str, ...] = DEFAULT_BACKEND_MODELS) -> None:
         exec_in(container, "mkdir", "-p", "/usr/local/lib/ollama-double", "/etc/ollama-double")
         docker("cp", str(DOUBLE_SOURCE), f"{container}:/usr/local/lib/ollama-double/ollama_double.py")
-        write_file(container, "/etc/ollama-double/config.json", json.dumps({"models": list(models)}))
+        write_file(container, "/etc/ollama-double/config.json", _double_config(models))
         write_file(container, "/etc/systemd/system/ollama.service", DOUBLE_UNIT)
         exec_in(container, "systemctl", "daemon-reload")
         exec_in(container, "systemctl", "enable", "--now", "ollama")
         exec_in(container, "systemctl", "restart", "ollama")
+
+
+def _double_config(models: tuple[str, ...] = DEFAULT_BACKEND_MODELS) -> str:
+    return json.dumps({"models": list(models), "delay_ms": DOUBLE_DELAY_MS})
 
 
 def container_info(name: str) -> dict | None:

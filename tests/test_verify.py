@@ -1,0 +1,90 @@
+"""Proof after the deploy: checks pass on a healthy lab, and each fault is named with host and fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import REPO, gateway_url, pyinfra
+from test_deploy import host_state
+
+from lab.lab import exec_in
+
+pytestmark = pytest.mark.lab
+
+
+def verify(secrets_env: dict[str, str], evidence: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent"}
+    return subprocess.run([sys.executable, "-m", "hx_gateway.verify", "lab/inventory.py", "--evidence-dir",
+                           str(evidence)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def double(backend: str, change: dict) -> None:
+    program = ("import sys,urllib.request; urllib.request.urlopen(urllib.request.Request("
+               "'http://127.0.0.1:11434/_double/config', data=sys.argv[1].encode()), timeout=5)")
+    exec_in(backend, "python3", "-c", program, json.dumps(change))
+
+
+def test_healthy_lab_passes_every_check_and_writes_the_bundle(converged, lab_secrets, tmp_path):
+    result = verify(lab_secrets, tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:]
+    (bundle,) = tmp_path.iterdir()
+    summary, checks = (bundle / "summary.md").read_text(), json.loads((bundle / "checks.json").read_text())
+    assert "ALL CHECKS PASSED" in summary and checks["passed"] is True
+    names = {c["check"] for c in checks["checks"]}
+    assert {"unauthenticated_gets_401", "wrong_key_gets_401", "streamed_chat_ends_with_done",
+            "embedding[emb-premium]", "traffic_reaches_every_backend[phi3-3.8b]",
+            "port_listening_as_service_user"} <= names
+    fan_out = next(c for c in checks["checks"] if c["check"].startswith("traffic_reaches"))
+    assert all(v > 0 for v in fan_out["figures"]["backends_say"].values())
+    for secret in lab_secrets.values():
+        assert secret not in summary and secret not in json.dumps(checks) and secret not in result.stdout
+    assert "gateway_url" in result.stdout and "evidence" in result.stdout
+
+
+def test_stopped_backend_is_named_and_the_gateway_still_answers(converged, lab_secrets, tmp_path):
+    exec_in("hx-llm02", "systemctl", "stop", "ollama")
+    try:
+        result = verify(lab_secrets, tmp_path)
+        assert result.returncode != 0
+        failed = [line for line in result.stdout.splitlines() if "FAIL" in line]
+        assert any("hx-llm02" in line and "ollama_port_listening" in line for line in failed), result.stdout
+        answer = httpx.post(f"{gateway_url()}/v1/chat/completions", timeout=60,
+                            headers={"Authorization": f"Bearer {lab_secrets['HX_MASTER_KEY']}"},
+                            json={"model": "phi3-3.8b", "messages": [{"role": "user", "content": "still there?"}]})
+        assert answer.status_code == 200 and "hx-llm01" in answer.text
+    finally:
+        exec_in("hx-llm02", "systemctl", "start", "ollama")
+
+
+def test_missing_model_is_named_with_host_and_fix(converged, lab_secrets, tmp_path):
+    double("hx-llm01", {"models": ["phi3:3.8b-mini-128k-instruct-q8_0", "mxbai-embed-large"]})
+    try:
+        result = verify(lab_secrets, tmp_path)
+        assert result.returncode != 0
+        assert "FAIL  @docker/hx-llm01" in result.stdout
+        assert "backend_has_model[llama3:8b-instruct-q8_0]" in result.stdout
+        assert "ollama pull llama3:8b-instruct-q8_0" in result.stdout
+    finally:
+        double("hx-llm01", {"models": ["phi3:3.8b-mini-128k-instruct-q8_0", "llama3:8b-instruct-q8_0",
+                                       "mxbai-embed-large"]})
+
+
+def test_port_taken_by_another_process_stops_preflight_with_its_name(converged, lab_secrets):
+    exec_in("hx-api", "systemctl", "stop", "litellm")
+    exec_in("hx-api", "systemd-run", "--unit=squatter", "python3", "-m", "http.server", "4000")
+    try:
+        before = host_state()
+        run = pyinfra(secrets_env=lab_secrets)
+        assert run.returncode != 0
+        assert "preflight failed" in run.output and "squatter" in run.output and "nothing was changed" in run.output
+        assert host_state() == before
+    finally:
+        exec_in("hx-api", "systemctl", "stop", "squatter", check=False)
+    again = pyinfra(secrets_env=lab_secrets)
+    assert again.returncode == 0 and exec_in("hx-api", "systemctl", "is-active", "litellm") == "active"
