@@ -177,7 +177,7 @@ class PeerConnections(_JsonFact):
     default = list
 
     def command(self, port: int, sample: str = "") -> str:  # type: ignore[override]
-        # `sample` only makes each reading a fact of its own (read again after a burst).
+        # `sample` only makes each reading a fact of its own, never served from pyinfra's cache.
         program = ("import json,sys; print(json.dumps("
                    "[l.strip().rsplit(':', 1)[0].strip('[]') for l in sys.stdin if l.strip()]))")
         listing = f"ss -Htn state all '( sport = :{int(port)} )' | awk '$1 != \"LISTEN\" {{print $5}}'"

@@ -30,12 +30,13 @@ class GatewayPlan:
     def litellm_version(self, target: lock.TargetPython) -> str:
         return lock.check_lock(self.lock_text(target))
 
-    def wheelhouse_for(self, facts: Mapping[str, Any]) -> tuple[lock.TargetPython, Path]:
-        """The lock for this host's Python and the archive to upload (built once, cached)."""
+    def wheelhouse_for(self, facts: Mapping[str, Any]) -> tuple[lock.TargetPython, Path | None]:
+        """The lock for this host's Python and the archive to upload (built once, cached);
+        None when the host already runs this lock."""
         target = self.target_of(facts)
         lock_path = lock.lock_for(target)
         if facts.get("installed_lock") == lock.digest(lock_path.read_bytes()):
-            return target, lock.CACHE_DIR / "not-needed"  # installed already: nothing to upload
+            return target, None
         return target, lock.build_wheelhouse(target, lock_path)
 
 

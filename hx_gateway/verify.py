@@ -17,7 +17,6 @@ from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.context import ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
-from hx_gateway import lock
 from hx_gateway.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.evidence import print_outputs, write_evidence
 from hx_gateway.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, ServiceState
@@ -38,12 +37,11 @@ def load_state(inventory_file: str) -> State:
 
 def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
     s = plan.settings
-    listeners = gateway.get_fact(Listeners, port=s.bind_port)
+    facts = gateway.get_fact(GatewayHost, bind_port=s.bind_port, venv_root=s.venv_root)  # includes listeners
     service = gateway.get_fact(ServiceState, service=s.service_name, venv_root=s.venv_root)
     probes = gateway.get_fact(HttpProbes, requests=[{"url": f"{b}/api/version"} for b in s.backends])
-    facts = gateway.get_fact(GatewayHost, bind_port=s.bind_port, venv_root=s.venv_root)
-    lock_version = lock.check_lock(lock.lock_for(plan.target_of(facts)).read_text())
-    checks = gateway_host_checks(gateway.name, s, listeners, service.get("active", False),
+    lock_version = plan.litellm_version(plan.target_of(facts))
+    checks = gateway_host_checks(gateway.name, s, facts["listeners"], service.get("active", False),
                                  service.get("enabled", False), service.get("litellm_version", ""), lock_version,
                                  probes)
     backend_hosts = {backend_of(h.name, s.backends): h for h in state.inventory.get_group("llm", [])}
@@ -55,6 +53,7 @@ def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
             if backend is None:
                 continue
             port = host.data.get("ollama_port", 11434)
+            # A fresh reading per gateway's burst, not one cached from an earlier gateway.
             peers = host.get_fact(PeerConnections, port=port, sample=os.urandom(4).hex())
             counts[backend] = sum(1 for p in peers if p in gateway_addresses)
         return counts

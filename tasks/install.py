@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
@@ -35,7 +37,7 @@ rm -f {CACHE_ON_TARGET}/{archive_name}
 
 
 @deploy("Install")
-def install(settings: Settings, facts: dict, target: TargetPython, archive: str, lock_digest: str) -> list:
+def install(settings: Settings, facts: dict, target: TargetPython, archive: Path | None, lock_digest: str) -> list:
     """Returns the operations whose change means the service must restart."""
     if not facts["has_venv"] or not facts["has_ss"]:
         apt.packages(name="Install OS prerequisites", packages=["python3-venv", "iproute2"], update=True,
@@ -48,10 +50,10 @@ def install(settings: Settings, facts: dict, target: TargetPython, archive: str,
     )
     for path in (settings.venv_root, f"{settings.venv_root}/venvs", CACHE_ON_TARGET):
         files.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="755")
-    if facts["installed_lock"] == lock_digest:
+    if archive is None:  # this lock is installed already
         return []
-    archive_name = archive.rsplit("/", 1)[-1]
-    files.put(name=f"Upload wheelhouse {archive_name} (one archive)", src=archive,
+    archive_name = archive.name
+    files.put(name=f"Upload wheelhouse {archive_name} (one archive)", src=str(archive),
               dest=f"{CACHE_ON_TARGET}/{archive_name}", mode="644")
     venv = server.shell(name=f"Install LiteLLM from lock {lock_digest[:16]} ({target.key})",
                         commands=[install_script(settings, archive_name, lock_digest)])
