@@ -15,7 +15,7 @@ from tasks.service import service
 if "litellm" in host.groups:
     plan = gateway_plan(host.data.dict(), host.name)
     facts = preflight(plan.settings)
-    target, archive = plan.wheelhouse_for(facts)
-    venv_ops = install(plan.settings, facts, target, archive, plan.lock_digest(target))
-    config_ops = configure(plan.settings, plan.secrets, plan.litellm_version(target))
+    venv = plan.venv_for(facts)
+    venv_ops = install(plan.settings, facts, venv)
+    config_ops = configure(plan.settings, plan.secrets, venv.litellm_version)
     service(plan.settings, plan.settings.workers or facts["cpus"], facts["backend_addresses"], venv_ops + config_ops)

@@ -14,6 +14,9 @@ cooldown_time = 30  # seconds a failed deployment is taken out of rotation
 
 # Server processes; None = one per core of the target (read from a fact).
 workers = None
+# gunicorn: the master imports LiteLLM once and forks the workers (starts in ~9 s, shares memory);
+# uvicorn: every worker imports LiteLLM itself (~17 s to start with 2 workers, twice the memory).
+server = "gunicorn"
 
 # Paths and identity.
 venv_root = "/opt/litellm"

@@ -85,7 +85,7 @@ print(json.dumps({
     "glibc": platform.libc_ver()[1],
     "cpus": os.cpu_count() or 1,
     "listeners": [l for l in listeners() if l["port"] == bind_port],
-    "installed_lock": read(os.path.join(target, ".hx-lock-sha256")) if target else "",
+    "installed_venv_id": read(os.path.join(target, ".hx-venv-id")) if target else "",
     "venv": target,
 }))
 ''', bind_port, venv_root)

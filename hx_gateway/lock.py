@@ -1,6 +1,6 @@
 """The LiteLLM lock (hash-pinned, one per target Python) and the wheelhouse built from it.
 
-    python -m hx_gateway.lock update            re-resolve every committed lock from locks/litellm.in
+    python -m hx_gateway.lock update            re-resolve every committed lock (litellm.in, installer.in)
     python -m hx_gateway.lock add 3.13.5 x86_64 2.41
                                                 resolve a lock for another target interpreter
     python -m hx_gateway.lock wheelhouse LOCK   download the wheels and build the upload archive
@@ -27,6 +27,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_DIR = REPO_ROOT / "locks"
 LOCK_INPUT = LOCK_DIR / "litellm.in"
+# uv installs the venv on the target (seconds; pip needs ~30 s for the same wheels). It travels in the
+# wheelhouse, hash-locked like everything else, and never ends up in the service's venv.
+INSTALLER_INPUT = LOCK_DIR / "installer.in"
+INSTALLER_LOCK = LOCK_DIR / "installer.txt"
+# Part of every venv's identity: bump it when the way a venv is built changes, so hosts rebuild.
+VENV_BUILD = "uv, bytecode compiled"
 CACHE_DIR = Path(os.environ.get("HX_CACHE_DIR", "~/.cache/hx-gateway")).expanduser()
 
 # Releases published with a backdoor (PYSEC-2026-2). Never installed, whatever the lock says.
@@ -92,6 +98,14 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def _configured_index() -> list[str]:
     """The package index this machine's pip is configured with (none: the tools' default)."""
     url = os.environ.get("PIP_INDEX_URL")
@@ -133,15 +147,43 @@ def lock_for(target: TargetPython) -> Path:
     return target.lock_path
 
 
+def compile_installer_lock() -> Path:
+    subprocess.run(
+        [_uv(), "pip", "compile", str(INSTALLER_INPUT), "--quiet", "--generate-hashes", "--no-header", "--universal",
+         *_configured_index(), "-o", str(INSTALLER_LOCK)],
+        check=True,
+    )
+    return INSTALLER_LOCK
+
+
+def wheelhouse_name(lock_text: str) -> str:
+    """Named after both locks: a new LiteLLM lock or a new installer each give a new archive."""
+    return f"wheelhouse-{digest((lock_text + INSTALLER_LOCK.read_text()).encode())[:16]}.tar"
+
+
 def build_wheelhouse(target: TargetPython, lock_path: Path) -> Path:
-    """Download the locked wheels once and pack them into one deterministic archive."""
+    """Download the locked wheels (and the installer) once; pack them into one deterministic archive:
+    the wheels at the top, `requirements.lock`, and `installer/uv-*.whl`."""
     lock_text = lock_path.read_text()
     check_lock(lock_text)
-    lock_digest = digest(lock_text.encode())
-    archive = CACHE_DIR / f"wheelhouse-{lock_digest[:16]}.tar"
+    archive = CACHE_DIR / wheelhouse_name(lock_text)
     if archive.exists():
         return archive
     wheel_dir = CACHE_DIR / f"wheels-{target.key}"
+    wheels = _download(target, lock_path, wheel_dir)
+    (installer,) = _download(target, INSTALLER_LOCK, CACHE_DIR / f"installer-{target.arch}")
+    tmp = archive.with_suffix(".partial")
+    with tarfile.open(tmp, "w") as tar:
+        for wheel in wheels:
+            _add_deterministic(tar, wheel.name, wheel.read_bytes())
+        _add_deterministic(tar, "requirements.lock", lock_text.encode())
+        _add_deterministic(tar, f"installer/{installer.name}", installer.read_bytes())
+    tmp.rename(archive)
+    return archive
+
+
+def _download(target: TargetPython, lock_path: Path, wheel_dir: Path) -> list[Path]:
+    """Fetch the wheels a lock pins for the target's platform, hash-checked by pip."""
     wheel_dir.mkdir(parents=True, exist_ok=True)
     platforms = [arg for tag in target.pip_platforms() for arg in ("--platform", tag)]
     result = subprocess.run(
@@ -152,17 +194,11 @@ def build_wheelhouse(target: TargetPython, lock_path: Path) -> Path:
     )
     if result.returncode != 0:
         raise LockError(f"pip download failed for {lock_path.name}:\n{result.stderr[-3000:]}")
-    wanted = pins(lock_text)
+    wanted = pins(lock_path.read_text())
     wheels = sorted(p for p in wheel_dir.glob("*.whl") if _wheel_pin(p.name) in wanted.items())
     if len(wheels) != len(wanted):
-        raise LockError(f"wheelhouse has {len(wheels)} wheels for {len(wanted)} pins; delete {wheel_dir} and retry")
-    tmp = archive.with_suffix(".partial")
-    with tarfile.open(tmp, "w") as tar:
-        for wheel in wheels:
-            _add_deterministic(tar, wheel.name, wheel.read_bytes())
-        _add_deterministic(tar, "requirements.lock", lock_text.encode())
-    tmp.rename(archive)
-    return archive
+        raise LockError(f"{wheel_dir} has {len(wheels)} wheels for {len(wanted)} pins; delete it and retry")
+    return wheels
 
 
 def _wheel_pin(filename: str) -> tuple[str, str]:
@@ -197,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     wheelhouse.add_argument("lock", type=Path)
     args = parser.parse_args(argv)
     if args.command == "update":
+        print(compile_installer_lock())
         for target in committed_targets():
             print(compile_lock(target))
     elif args.command == "add":

@@ -1,4 +1,4 @@
-"""What one gateway host gets: validated settings, secrets, and the lock for its interpreter."""
+"""What one gateway host gets: validated settings, secrets, and the venv for its interpreter."""
 
 from __future__ import annotations
 
@@ -13,31 +13,31 @@ from hx_gateway.settings import Settings, load_settings
 
 
 @dataclass(frozen=True)
+class VenvPlan:
+    """The venv a host should run: its lock (for the host's Python) and how it is built."""
+
+    target: lock.TargetPython
+    lock_text: str
+    litellm_version: str
+    venv_id: str  # names the venv directory and its marker: a new lock or build option, a new venv
+    installed: bool  # the host runs this venv already
+
+    def wheelhouse(self) -> Path:
+        """The archive to upload (downloaded and packed once on the control node, then cached)."""
+        return lock.build_wheelhouse(self.target, self.target.lock_path)
+
+
+@dataclass(frozen=True)
 class GatewayPlan:
     settings: Settings
     secrets: Secrets
 
-    @staticmethod
-    def target_of(facts: Mapping[str, Any]) -> lock.TargetPython:
-        return lock.TargetPython(facts["python"], facts["arch"], facts["glibc"])
-
-    def lock_text(self, target: lock.TargetPython) -> str:
-        return lock.lock_for(target).read_text()
-
-    def lock_digest(self, target: lock.TargetPython) -> str:
-        return lock.digest(self.lock_text(target).encode())
-
-    def litellm_version(self, target: lock.TargetPython) -> str:
-        return lock.check_lock(self.lock_text(target))
-
-    def wheelhouse_for(self, facts: Mapping[str, Any]) -> tuple[lock.TargetPython, Path | None]:
-        """The lock for this host's Python and the archive to upload (built once, cached);
-        None when the host already runs this lock."""
-        target = self.target_of(facts)
-        lock_path = lock.lock_for(target)
-        if facts.get("installed_lock") == lock.digest(lock_path.read_bytes()):
-            return target, None
-        return target, lock.build_wheelhouse(target, lock_path)
+    def venv_for(self, facts: Mapping[str, Any]) -> VenvPlan:
+        target = lock.TargetPython(facts["python"], facts["arch"], facts["glibc"])
+        lock_text = lock.lock_for(target).read_text()
+        version = lock.check_lock(lock_text)
+        venv_id = lock.digest(f"{lock_text}\n# {lock.VENV_BUILD}\n".encode())
+        return VenvPlan(target, lock_text, version, venv_id, facts.get("installed_venv_id") == venv_id)
 
 
 def gateway_plan(data: Mapping[str, Any], inventory_name: str) -> GatewayPlan:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 Kind = Literal["chat", "embedding"]
 KINDS: tuple[str, ...] = ("chat", "embedding")
 ENVIRONMENTS = ("production", "lab")
+SERVERS = ("gunicorn", "uvicorn")
 ROUTING_STRATEGIES = ("least-busy", "simple-shuffle", "latency-based-routing", "usage-based-routing-v2")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -68,6 +69,7 @@ class Settings:
     allowed_fails: int
     cooldown_time: int
     workers: int | None
+    server: str
     venv_root: str
     config_dir: str
     service_name: str
@@ -236,6 +238,9 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
     workers = data.get("workers")
     if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= 64):
         problems.append(f"workers: {workers!r} is out of range; set None (one per core) or 1..64")
+    server = data.get("server", "gunicorn")
+    if server not in SERVERS:
+        problems.append(f"server: {server!r} is unknown; use one of {', '.join(SERVERS)}")
     for name in ("service_user", "service_group", "service_name"):
         if not isinstance(data.get(name), str) or not NAME_RE.match(data.get(name, "")):
             problems.append(f"{name}: {data.get(name)!r} is not a valid name")
@@ -260,6 +265,7 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
         allowed_fails=_int(data, "allowed_fails", 0, 100, problems),
         cooldown_time=_int(data, "cooldown_time", 0, 3600, problems),
         workers=workers,
+        server=str(server),
         venv_root=str(data.get("venv_root")).rstrip("/"),
         config_dir=str(data.get("config_dir")).rstrip("/"),
         service_name=str(data.get("service_name")),

@@ -40,7 +40,7 @@ def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
     facts = gateway.get_fact(GatewayHost, bind_port=s.bind_port, venv_root=s.venv_root)  # includes listeners
     service = gateway.get_fact(ServiceState, service=s.service_name, venv_root=s.venv_root)
     probes = gateway.get_fact(HttpProbes, requests=[{"url": f"{b}/api/version"} for b in s.backends])
-    lock_version = plan.litellm_version(plan.target_of(facts))
+    lock_version = plan.venv_for(facts).litellm_version
     checks = gateway_host_checks(gateway.name, s, facts["listeners"], service.get("active", False),
                                  service.get("enabled", False), service.get("litellm_version", ""), lock_version,
                                  probes)

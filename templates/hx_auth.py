@@ -96,9 +96,12 @@ class LimitStore:
     def __init__(self, path: str = LIMITS_DB) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self._pid = 0
 
     def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
+        # gunicorn imports this module in its master and forks: never share a connection across a fork.
+        if self._conn is None or self._pid != os.getpid():
+            self._pid = os.getpid()
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("CREATE TABLE IF NOT EXISTS hits (key TEXT NOT NULL, ts REAL NOT NULL)")

@@ -57,7 +57,10 @@ def test_secrets_only_in_the_env_file_and_keys_only_as_digests():
         assert master not in text and client not in text
     assert key_digest(client) in keys
     assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in unit and "LITELLM_MODE=PRODUCTION" in unit
-    assert "--num_workers 2" in unit and "User=litellm" in unit
+    assert "--num_workers 2 --run_gunicorn" in unit and "User=litellm" in unit
+    data = defaults()
+    data["server"] = "uvicorn"
+    assert "--num_workers 2\n" in render.render_unit(load_settings(data, "hx-api"), 2, [])
 
 
 def test_ip_allow_lists_are_off_by_default_and_cover_backends_when_on():

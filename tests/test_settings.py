@@ -38,6 +38,7 @@ BAD_CASES = {
     "unknown kind": (lambda d: d["model_aliases"][0].update(kind="vision"), "unknown kind"),
     "group names unknown alias": (lambda d: d.update(model_groups={"hx-chat": ["nope"]}), "unknown alias 'nope'"),
     "no backends": (lambda d: d.update(backends=[]), "backends: empty"),
+    "unknown server": (lambda d: d.update(server="hypercorn"), "server: 'hypercorn' is unknown"),
 }
 
 
