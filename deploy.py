@@ -6,6 +6,7 @@ preflight (facts only) -> install -> configure -> service. Proof comes after:
 
 from pyinfra import host
 
+from hx_gateway.generations import keep_generation, spec_of
 from hx_gateway.plan import gateway_plan
 from tasks.configure import configure
 from tasks.install import install
@@ -15,7 +16,10 @@ from tasks.service import service
 if "litellm" in host.groups:
     plan = gateway_plan(host.data.dict(), host.name)
     facts = preflight(plan.settings)
+    keep_generation(name="Keep the deployed state as a generation before changing it (first run or drift)",
+                    spec=spec_of(plan.settings), reason="before deploy")
     venv = plan.venv_for(facts)
     venv_ops = install(plan.settings, facts, venv)
     config_ops = configure(plan.settings, plan.secrets, venv.litellm_version)
-    service(plan.settings, plan.settings.workers or facts["cpus"], facts["backend_addresses"], venv_ops + config_ops)
+    service(plan.settings, plan.settings.workers or facts["cpus"], facts["backend_addresses"],
+            {**venv_ops, **config_ops})

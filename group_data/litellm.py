@@ -34,8 +34,16 @@ secrets_file = "~/.config/hx-gateway/secrets.env"
 # Override for a rebuild: HX_SKIP_IDENTITY_GUARD=1.
 expected_identity = []
 
-# How long the deploy waits for /health/liveliness after a (re)start.
+# How long the deploy waits for /health/liveliness after a (re)start; without it, or when the
+# smoke check fails, the deploy restores the previous generation.
 health_timeout = 90
+# Generations (config, env, unit, venv) kept on the host for rollback, newest first.
+keep_generations = 5
+
+# LiteLLM settings this deploy does not model, passed through as they are (router_settings and
+# litellm_settings). A setting LiteLLM rejects makes the deploy roll back to the previous generation.
+extra_router_settings = {}
+extra_litellm_settings = {}
 
 # Optional systemd IP allow-lists (IPAddressAllow=); empty keeps them off.
 allowed_client_networks = []

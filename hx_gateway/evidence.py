@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +22,14 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+KEY_PATTERN = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
+
+
+def redact_keys(text: str) -> str:
+    """For text we did not write (journal lines): anything shaped like an API key goes."""
+    return KEY_PATTERN.sub(REDACTED, text)
+
+
 def _table(checks: list[Check]) -> list[str]:
     rows = ["| result | host | check | expected | seen |", "|---|---|---|---|---|"]
     for c in checks:
@@ -29,9 +38,9 @@ def _table(checks: list[Check]) -> list[str]:
     return rows
 
 
-def summary_markdown(checks: list[Check], settings: list[Settings], stamp: str) -> str:
+def summary_markdown(checks: list[Check], settings: list[Settings], stamp: str, action: str = "verification") -> str:
     failed = [c for c in checks if not c.ok]
-    lines = [f"# hx-gateway verification {stamp}", "",
+    lines = [f"# hx-gateway {action} {stamp}", "",
              f"**{'ALL CHECKS PASSED' if not failed else f'{len(failed)} CHECK(S) FAILED'}** "
              f"({len(checks) - len(failed)}/{len(checks)} passed)", ""]
     for s in settings:
@@ -48,12 +57,13 @@ def summary_markdown(checks: list[Check], settings: list[Settings], stamp: str) 
     return "\n".join(lines) + "\n"
 
 
-def write_evidence(root: Path, checks: list[Check], settings: list[Settings], secrets: list[str]) -> Path:
+def write_evidence(root: Path, checks: list[Check], settings: list[Settings], secrets: list[str],
+                   action: str = "verification") -> Path:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     bundle = root / stamp
     bundle.mkdir(parents=True, exist_ok=False)
-    (bundle / "summary.md").write_text(redact(summary_markdown(checks, settings, stamp), secrets))
-    payload = {"timestamp": stamp, "passed": all(c.ok for c in checks) and bool(checks),
+    (bundle / "summary.md").write_text(redact(summary_markdown(checks, settings, stamp, action), secrets))
+    payload = {"action": action, "timestamp": stamp, "passed": all(c.ok for c in checks) and bool(checks),
                "gateways": [s.gateway_url for s in settings], "checks": [c.as_dict() for c in checks]}
     (bundle / "checks.json").write_text(redact(json.dumps(payload, indent=2), secrets))
     return bundle

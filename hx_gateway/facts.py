@@ -86,6 +86,8 @@ print(json.dumps({
     "cpus": os.cpu_count() or 1,
     "listeners": [l for l in listeners() if l["port"] == bind_port],
     "installed_venv_id": read(os.path.join(target, ".hx-venv-id")) if target else "",
+    "installed_litellm": next((d.rsplit("-", 1)[1][:-len(".dist-info")] for d in sorted(
+        __import__("glob").glob(os.path.join(target, "lib/python3*/site-packages/litellm-*.dist-info")))), ""),
     "venv": target,
 }))
 ''', bind_port, venv_root)
@@ -141,34 +143,47 @@ print(json.dumps(results))
 ''', requests, timeout)
 
 
-class SecretFileState(_JsonFact):
-    """A secret-bearing KEY=VALUE file as digests only: whole-file sha256 and a keyed hash per name.
+class FileStates(_JsonFact):
+    """Managed files in one round trip: sha256, owner, mode, and what a diff needs.
 
-    The per-name hashes use a salt chosen by the control node for this run, so the output says
+    Plain files come with their text when `with_text` (for --diff). Secret files never do: they
+    come as a keyed hash per KEY= name, salted by the control node for this run, so the output says
     which names changed without revealing anything reusable about the values.
     """
 
     default = dict
 
-    def command(self, path: str, salt: str) -> str:  # type: ignore[override]
+    def command(self, paths: list[str], secret_paths: list[str], salt: str, with_text: bool) -> str:  # type: ignore[override]
         return _python(r'''
-import hashlib, hmac, json, os, sys
-path, salt = json.loads(sys.argv[1])
-try:
-    with open(path, "rb") as fh:
-        data = fh.read()
-except FileNotFoundError:
-    print(json.dumps({"exists": False}))
-    raise SystemExit
-st = os.stat(path)
-entries = {}
-for line in data.decode(errors="replace").splitlines():
-    if "=" in line and not line.lstrip().startswith("#"):
-        name, _, value = line.partition("=")
-        entries[name.strip()] = hmac.new(salt.encode(), value.strip().encode(), "sha256").hexdigest()
-print(json.dumps({"exists": True, "sha256": hashlib.sha256(data).hexdigest(), "entries": entries,
-                  "mode": oct(st.st_mode & 0o7777), "uid": st.st_uid, "gid": st.st_gid}))
-''', path, salt)
+import grp, hashlib, hmac, json, os, pwd, sys
+paths, secret_paths, salt, with_text = json.loads(sys.argv[1])
+def name(lookup, ident):
+    try:
+        return lookup(ident)[0]
+    except KeyError:
+        return str(ident)
+found = {}
+for path in paths:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        found[path] = {"exists": False}
+        continue
+    st = os.stat(path)
+    item = {"exists": True, "sha256": hashlib.sha256(data).hexdigest(), "mode": oct(st.st_mode & 0o7777)[2:],
+            "user": name(pwd.getpwuid, st.st_uid), "group": name(grp.getgrgid, st.st_gid)}
+    if path in secret_paths:
+        item["entries"] = {}
+        for line in data.decode(errors="replace").splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, _, value = line.partition("=")
+                item["entries"][key.strip()] = hmac.new(salt.encode(), value.strip().encode(), "sha256").hexdigest()
+    elif with_text:
+        item["text"] = data.decode(errors="replace")
+    found[path] = item
+print(json.dumps(found))
+''', paths, secret_paths, salt, with_text)
 
 
 class PeerConnections(_JsonFact):

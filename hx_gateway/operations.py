@@ -1,7 +1,9 @@
-"""Operations pyinfra does not have: a file whose contents never appear in any output."""
+"""Operations pyinfra does not have: a managed file that is written atomically, shows a readable
+diff (or, for a secret, only which names changed), and records the change for the ticket."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 import secrets as random_source
@@ -10,8 +12,14 @@ from io import BytesIO
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.api.util import format_text
+from pyinfra.context import state
 
-from hx_gateway.facts import SecretFileState
+from hx_gateway import changes
+from hx_gateway.facts import FileStates
+from hx_gateway.render import ManagedFile
+
+# One salt per run: the secret files' per-name hashes are comparable within a run and useless after.
+RUN_SALT = random_source.token_hex(16)
 
 
 class SecretText:
@@ -42,32 +50,64 @@ def changed_names(current: dict[str, str], desired: dict[str, str]) -> list[str]
     return sorted(n for n in current.keys() | desired.keys() if current.get(n) != desired.get(n))
 
 
-@operation()
-def secret_file(dest: str, content: SecretText, user: str = "root", group: str = "root", mode: str = "600"):
-    """
-    Keep a KEY=VALUE file of secrets in place without ever showing its contents.
+def unified_diff(path: str, old: str, new: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=f"{path} (on host)", tofile=f"{path} (declared)"))
 
-    Compares checksums on the host; in `--diff` and the change ticket it says only
-    "contents changed (hidden)" and which names changed. The new file is written next to the
-    destination with its final owner and mode first, then renamed over it (never half-written,
-    never readable by others).
+
+def describe_change(file: ManagedFile, current: dict, desired: str) -> tuple[str, str]:
+    """A one-line summary and a diff that is safe to print and paste (never a secret's value)."""
+    exists = bool(current.get("exists"))
+    same_content = exists and current.get("sha256") == hashlib.sha256(desired.encode()).hexdigest()
+    parts = []
+    if not exists:
+        parts.append("create")
+    elif not same_content:
+        parts.append("contents changed (hidden)" if file.secret else "contents changed")
+    if file.secret and not same_content:
+        names = changed_names(current.get("entries", {}) if exists else {}, _entries(desired, RUN_SALT))
+        if names:
+            parts.append(f"names changed: {', '.join(names)}")
+    if exists and (current.get("user"), current.get("group")) != (file.user, file.group):
+        parts.append(f"owner {current.get('user')}:{current.get('group')} -> {file.user}:{file.group}")
+    if exists and current.get("mode") != file.mode.lstrip("0").rjust(3, "0"):
+        parts.append(f"mode {current.get('mode')} -> {file.mode}")
+    diff = ""
+    if not file.secret and not same_content:
+        diff = unified_diff(file.path, current.get("text", "") if exists else "", desired)
+    return "; ".join(parts), diff
+
+
+@operation()
+def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[ManagedFile, ...] = ()):
     """
-    salt = random_source.token_hex(16)
-    state = host.get_fact(SecretFileState, path=dest, salt=salt)
-    text = content.reveal()
-    desired_sha = hashlib.sha256(text.encode()).hexdigest()
-    want_mode = oct(int(mode, 8))
-    exists = bool(state.get("exists"))
-    same_content = exists and state.get("sha256") == desired_sha
-    if same_content and state.get("mode") == want_mode and state.get("uid") == 0 and user == "root":
-        host.noop(f"{dest} is up to date (contents hidden)")
+    Keep a file's contents, owner and mode as declared.
+
+    + file: where, owner, mode, and whether the contents are secret
+    + content: the declared contents (`SecretText` for a secret)
+    + batch: every managed file on this host, so one fact reads them all in one round trip
+
+    The new file is created next to the destination with its final owner and mode before a byte is
+    written, then renamed over it: never half-written, never readable by anyone it should not be.
+    `--diff` shows a unified diff; for a secret only "contents changed (hidden)" and which names
+    changed. Either way the change is recorded for the change ticket.
+    """
+    every = sorted(set(batch) | {file}, key=lambda f: f.path)
+    # The same arguments from every file of the batch: one fact, one round trip, secrets never as text.
+    states = host.get_fact(FileStates, paths=[f.path for f in every], secret_paths=[f.path for f in every if f.secret],
+                           salt=RUN_SALT, with_text=bool(state.config.DIFF))
+    text = content.reveal() if isinstance(content, SecretText) else content
+    summary, diff = describe_change(file, states.get(file.path, {}), text)
+    if not summary:
+        host.noop(f"{file.path} is up to date" + (" (contents hidden)" if file.secret else ""))
         return
-    names = changed_names(state.get("entries", {}) if exists else {}, _entries(text, salt))
-    what = "contents unchanged" if same_content else "contents changed (hidden)"
-    detail = f"; names changed: {', '.join(names)}" if names and not same_content else ""
-    host.log(f"Will {'modify' if exists else 'create'} {format_text(dest, bold=True)}: {what}{detail}", logger.info)
-    temp = f"{dest}.hx-new"
-    # Create the temp file with its final owner and mode before any secret byte is written to it.
-    yield StringCommand("install", "-m", mode, "-o", user, "-g", group, "/dev/null", temp)
+    host.log(f"Will change {format_text(file.path, bold=True)}: {summary}", logger.info)
+    if diff and state.config.DIFF:
+        for line in diff.splitlines():
+            logger.info("    %s", line)
+    changes.record("file", file.path, summary, diff=diff, secret=file.secret)
+    temp = f"{file.path}.hx-new"
+    yield StringCommand("install", "-m", file.mode, "-o", file.user, "-g", file.group, "/dev/null", temp)
     yield FileUploadCommand(BytesIO(text.encode()), temp, remote_temp_filename=temp)
-    yield StringCommand("chown", f"{user}:{group}", temp, "&&", "chmod", mode, temp, "&&", "mv", "-f", temp, dest)
+    yield StringCommand("chown", f"{file.user}:{file.group}", temp, "&&", "chmod", file.mode, temp,
+                        "&&", "mv", "-f", temp, file.path)

@@ -25,6 +25,36 @@ _env = jinja2.Environment(
 
 
 @dataclass(frozen=True)
+class ManagedFile:
+    """A file the deploy owns: where it lives, who owns it, and whether its contents are secret."""
+
+    path: str
+    user: str
+    group: str
+    mode: str
+    secret: bool = False
+
+
+UNIT_DIR = "/etc/systemd/system"
+
+
+def managed_files(settings: Settings) -> dict[str, ManagedFile]:
+    """Every file the deploy writes, with owner and mode: the one place they are declared.
+
+    The service reads the config files as group `litellm`; the env file holds the master key and
+    only root reads it (systemd passes it to the service).
+    """
+    readable = {"user": "root", "group": settings.service_group, "mode": "640"}
+    return {
+        "config": ManagedFile(settings.path("config.yaml"), **readable),
+        "auth": ManagedFile(settings.path("hx_auth.py"), **readable),
+        "keys": ManagedFile(settings.path("client_keys.json"), **readable),
+        "env": ManagedFile(settings.path("litellm.env"), "root", "root", "600", secret=True),
+        "unit": ManagedFile(f"{UNIT_DIR}/{settings.service_name}.service", "root", "root", "644"),
+    }
+
+
+@dataclass(frozen=True)
 class Deployment:
     """One router entry: a public model name served by one alias on one backend."""
 

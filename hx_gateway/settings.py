@@ -78,6 +78,9 @@ class Settings:
     secrets_file: str
     expected_identity: tuple[str, ...]
     health_timeout: int
+    keep_generations: int
+    extra_router_settings: Mapping[str, Any] = field(default_factory=dict)
+    extra_litellm_settings: Mapping[str, Any] = field(default_factory=dict)
     allowed_client_networks: tuple[str, ...] = field(default=())
 
     @property
@@ -214,6 +217,19 @@ def _client_keys(data: Mapping[str, Any], public: set[str], problems: list[str])
     return tuple(keys)
 
 
+def _extra(data: Mapping[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
+    """Pass-through LiteLLM settings we do not model; keys we set ourselves cannot be overridden here."""
+    value = data.get(name) or {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and NAME_RE.match(k) for k in value):
+        problems.append(f"{name}: {value!r} must be a dict of LiteLLM setting names to values")
+        return {}
+    owned = {"routing_strategy", "num_retries", "timeout", "allowed_fails", "cooldown_time", "callbacks",
+             "disable_hf_tokenizer_download", "drop_params", "request_timeout"}
+    for key in sorted(owned & set(value)):
+        problems.append(f"{name}.{key}: set by its own variable; use that instead")
+    return dict(value)
+
+
 def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") -> Settings:
     """Build `Settings` from pyinfra host data (or any mapping); raise SettingsError on any problem."""
     problems: list[str] = []
@@ -274,7 +290,10 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
         secrets_file=str(data.get("secrets_file", "")),
         expected_identity=tuple(data.get("expected_identity") or ()),
         health_timeout=_int(data, "health_timeout", 5, 900, problems),
+        keep_generations=_int(data, "keep_generations", 1, 100, problems),
         allowed_client_networks=tuple(data.get("allowed_client_networks") or ()),
+        extra_router_settings=_extra(data, "extra_router_settings", problems),
+        extra_litellm_settings=_extra(data, "extra_litellm_settings", problems),
     )
     if problems:
         raise SettingsError(problems)

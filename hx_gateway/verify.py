@@ -70,6 +70,11 @@ def verify_backend(host, backends: tuple[str, ...], wanted: dict[str, list[str]]
     return backend_host_checks(host.name, port, models, listeners, tags[0] if tags else None)
 
 
+def verify_backends(state: State, settings) -> list[Check]:
+    return [c for host in state.inventory.get_group("llm", [])
+            for c in verify_backend(host, settings.backends, settings.backend_models())]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify the gateway deploy and write the evidence bundle")
     parser.add_argument("inventory")
@@ -85,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             plans.append(plan)
             checks += verify_gateway(state, gateway, plan)
         if plans:
-            s = plans[0].settings
-            for host in state.inventory.get_group("llm", []):
-                checks += verify_backend(host, s.backends, s.backend_models())
+            checks += verify_backends(state, plans[0].settings)
     finally:
         disconnect_all(state)
     secrets = [v for p in plans for v in p.secrets.all_values()]

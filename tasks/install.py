@@ -5,12 +5,11 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
-from hx_gateway import lock
+from hx_gateway import changes, lock
 from hx_gateway.plan import VenvPlan
 from hx_gateway.settings import Settings
 
 CACHE_ON_TARGET = "/var/cache/hx-gateway"
-KEEP_VENVS = 3
 
 
 # Bytecode is compiled here, as root, because the service cannot write it: measured in the lab, this
@@ -29,7 +28,8 @@ def install_script(settings: Settings, archive_name: str, archive_sha256: str, v
 
     uv installs from the uploaded wheels only (offline, every hash checked) and compiles the bytecode
     as root, so the service never compiles (it could not write it anyway). An interrupted run leaves a
-    directory without the marker; the next run removes and rebuilds it.
+    directory without the marker; the next run removes and rebuilds it. Old venvs go when no kept
+    generation uses them (see generations).
     """
     venv = f"{settings.venv_root}/venvs/{venv_id[:16]}"
     archive = f"{CACHE_ON_TARGET}/{archive_name}"
@@ -46,15 +46,15 @@ UV_CACHE_DIR="$work/cache" "$work/uv" pip install --no-config --offline --no-ind
   --require-hashes -r "$work/requirements.lock" --python "$venv/bin/python" {UV_INSTALL_OPTIONS}
 echo {venv_id} > "$venv/.hx-venv-id"
 ln -sfn "$venv" {settings.venv_root}/current.new && mv -T {settings.venv_root}/current.new {settings.venv_root}/current
-ls -1dt {settings.venv_root}/venvs/* | grep -vx "$venv" | tail -n +{KEEP_VENVS} | xargs -r rm -rf
 rm -f {archive}
 """
 
 
 @deploy("Install")
-def install(settings: Settings, facts: dict, venv: VenvPlan) -> list:
-    """Returns the operations whose change means the service must restart."""
+def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
+    """Returns the operations whose change means the service must restart, by what they manage."""
     if not facts["has_venv"] or not facts["has_ss"]:
+        changes.record("packages", "apt", "install python3-venv, iproute2 (missing)")
         apt.packages(name="Install OS prerequisites", packages=["python3-venv", "iproute2"], update=True,
                      cache_time=3600)
     server.group(name=f"Service group {settings.service_group}", group=settings.service_group, system=True)
@@ -66,11 +66,14 @@ def install(settings: Settings, facts: dict, venv: VenvPlan) -> list:
     for path in (settings.venv_root, f"{settings.venv_root}/venvs", CACHE_ON_TARGET):
         files.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="755")
     if venv.installed:
-        return []
+        return {}
+    before = f"LiteLLM {facts['installed_litellm']}" if facts.get("installed_litellm") else "no venv"
+    changes.record("venv", f"{settings.venv_root}/current",
+                   f"{before} -> LiteLLM {venv.litellm_version} (venv {venv.venv_id[:16]}, {venv.target.key})")
     archive = venv.wheelhouse()
     files.put(name=f"Upload wheelhouse {archive.name} (one archive)", src=str(archive),
               dest=f"{CACHE_ON_TARGET}/{archive.name}", mode="644")
     script = install_script(settings, archive.name, lock.file_sha256(archive), venv.venv_id)
     installed = server.shell(name=f"Install LiteLLM {venv.litellm_version} into venv {venv.venv_id[:16]} "
                                   f"({venv.target.key}, uv)", commands=[script])
-    return [installed]
+    return {"venv": installed}

@@ -101,15 +101,28 @@ class LimitStore:
     def _db(self) -> sqlite3.Connection:
         # gunicorn imports this module in its master and forks: never share a connection across a fork.
         if self._conn is None or self._pid != os.getpid():
+            self._conn = self._open()
             self._pid = os.getpid()
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS hits (key TEXT NOT NULL, ts REAL NOT NULL)")
-            conn.execute("CREATE INDEX IF NOT EXISTS hits_key_ts ON hits (key, ts)")
-            conn.execute("CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, key TEXT NOT NULL, "
-                         "expires REAL NOT NULL)")
-            self._conn = conn
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        """Workers start together: switching to WAL takes a lock SQLite's busy timeout does not wait
+        for ("database is locked" at once, seen as a 500 under load), so retry for a few seconds."""
+        deadline = time.monotonic() + 5
+        while True:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS hits (key TEXT NOT NULL, ts REAL NOT NULL)")
+                conn.execute("CREATE INDEX IF NOT EXISTS hits_key_ts ON hits (key, ts)")
+                conn.execute("CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, key TEXT NOT NULL, "
+                             "expires REAL NOT NULL)")
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def take_request(self, key: str, rpm: int, now: float | None = None) -> float | None:
         """Count one request; None if allowed, else the seconds until the window has room."""
@@ -234,3 +247,38 @@ class ConcurrencyLimits(CustomLogger):
 
 
 limits = ConcurrencyLimits()
+
+
+class ConnectionFailover(CustomLogger):
+    """Cool down a deployment whose backend cannot be reached, so retries go to another one.
+
+    LiteLLM 1.106 exempts APIConnectionError from cooldown (router_utils/cooldown_handlers.py,
+    `_is_cooldown_required`): with a backend down, a request's retries can all land on it again
+    and the client sees a 500. Only for groups with another deployment to go to.
+    """
+
+    def _cool_down(self, kwargs: dict) -> None:
+        exception = kwargs.get("exception")
+        if type(exception).__name__ != "APIConnectionError":
+            return
+        try:
+            from litellm.proxy.proxy_server import llm_router
+
+            litellm_params = kwargs.get("litellm_params") or {}
+            model_id = (litellm_params.get("model_info") or {}).get("id")
+            group = (litellm_params.get("metadata") or {}).get("model_group") or kwargs.get("model_group")
+            if llm_router is None or not model_id or len(llm_router.get_model_list(model_name=group) or []) < 2:
+                return
+            llm_router.cooldown_cache.add_deployment_to_cooldown(model_id=model_id, original_exception=exception,
+                                                                  exception_status=503, cooldown_time=None)
+        except Exception:  # never let the workaround break a request
+            pass
+
+    def log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._cool_down(kwargs)
+
+    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._cool_down(kwargs)
+
+
+failover = ConnectionFailover()

@@ -1,0 +1,101 @@
+"""Is the service healthy after a (re)start; if not, put the previous generation back.
+
+Used by the deploy (python.call after a restart) and by the rollback command.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+from pyinfra import host
+
+from hx_gateway.evidence import redact_keys
+from hx_gateway.generations import run_tool, spec_of
+from hx_gateway.remote import run_as_root
+from hx_gateway.settings import Settings
+
+# Runs on the host as root: poll liveliness, give up early if systemd had to restart the service
+# (it exits at start), then a smoke check: /v1/models with the master key, read from the env file
+# here so it never travels or shows on a command line. Prints "" when healthy, else what failed.
+HEALTH_PROBE = r'''
+import json, subprocess, sys, time, urllib.request
+base, limit, env_file, service, models = json.loads(sys.argv[1])
+def unit(prop):
+    return subprocess.run(["systemctl", "show", "-p", prop, "--value", service], capture_output=True,
+                          text=True).stdout.strip()
+deadline, problem = time.time() + limit, f"/health/liveliness did not answer 200 within {limit}s"
+while time.time() < deadline:
+    if unit("NRestarts") not in ("", "0") or unit("ActiveState") == "failed":
+        problem = f"{service} exited at start (systemd restarted it {unit('NRestarts')} time(s))"
+        break
+    try:
+        if urllib.request.urlopen(base + "/health/liveliness", timeout=2).status == 200:
+            problem = ""
+            break
+    except Exception:
+        pass
+    time.sleep(0.5)
+if not problem:
+    key = dict(l.split("=", 1) for l in open(env_file).read().splitlines() if "=" in l)["LITELLM_MASTER_KEY"]
+    req = urllib.request.Request(base + "/v1/models", headers={"Authorization": "Bearer " + key})
+    try:
+        listed = {m["id"] for m in json.load(urllib.request.urlopen(req, timeout=10))["data"]}
+        missing = sorted(set(models) - listed)
+        problem = f"smoke check: /v1/models lacks {missing}" if missing else ""
+    except Exception as exc:
+        problem = f"smoke check: /v1/models failed: {type(exc).__name__}: {exc}"
+print(problem)
+'''
+
+
+class ServiceUnhealthy(RuntimeError):
+    pass
+
+
+def health_problem(settings: Settings) -> str:
+    """'' when the service is healthy and serves the declared models, else what is wrong."""
+    args = [f"http://127.0.0.1:{settings.bind_port}", settings.health_timeout, settings.path("litellm.env"),
+            settings.service_name, list(settings.public_models)]
+    ok, output = run_as_root(f"python3 -c {shlex.quote(HEALTH_PROBE)} {shlex.quote(json.dumps(args))}")
+    return "\n".join(output.stdout_lines).strip() if ok else f"health probe failed: {output.stderr[-500:]}"
+
+
+WHY_LINE = re.compile(r"error|exception|traceback|invalid|failed|refused|denied", re.IGNORECASE)
+
+
+def journal_tail(settings: Settings, keep: int = 12) -> str:
+    """The journal lines that say why: errors, once each (every worker repeats them), else the tail."""
+    _, output = run_as_root(f"journalctl -u {settings.service_name} -n 400 --no-pager")
+    lines = output.stdout_lines
+    seen, why = set(), []
+    for line in lines:
+        message = line.split("]: ", 1)[-1]
+        if WHY_LINE.search(message) and message not in seen:
+            seen.add(message)
+            why.append(line)
+    return "\n".join(f"    {redact_keys(line)}" for line in (why or lines)[-keep:])
+
+
+def restart_service(settings: Settings) -> None:
+    run_as_root(f"systemctl daemon-reload && systemctl restart {settings.service_name}")
+
+
+def healthy_or_rolled_back(settings: Settings) -> None:
+    """After a (re)start: healthy, or restore the previous generation, restart, and fail the run saying so."""
+    problem = health_problem(settings)
+    if not problem:
+        return
+    journal = journal_tail(settings)
+    restored = run_tool(spec_of(settings), "restore", "previous")
+    if not restored.get("restored"):
+        raise ServiceUnhealthy(f"{host.name}: {problem}. No generation to roll back to ({restored.get('why')}). "
+                               f"Last journal lines:\n{journal}")
+    restart_service(settings)
+    after = health_problem(settings)
+    outcome = ("the previous generation is serving again" if not after
+               else f"the previous generation is NOT healthy either: {after}; "
+                    f"see journalctl -u {settings.service_name}")
+    raise ServiceUnhealthy(f"{host.name}: {problem}. Rolled back to generation {restored['restored']} "
+                           f"({restored['created']}): {outcome}. Last journal lines of the failed start:\n{journal}")

@@ -1,0 +1,117 @@
+"""A bounded load through the gateway: fixed concurrency, a request budget, every outcome kept.
+
+Used by the failover test and the throughput benchmark; the operator can run it too:
+    python -m hx_gateway.load URL --key-env HX_MASTER_KEY --requests 200 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class Outcome:
+    started: float  # seconds since the load began
+    seconds: float
+    status: int | None  # None: no HTTP answer at all
+    backend: str  # x-litellm-model-api-base, "" when absent
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@dataclass
+class LoadResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    def failures(self, after: float = 0.0) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok and o.started >= after]
+
+    def summary(self) -> dict:
+        latencies = sorted(o.seconds * 1000 for o in self.outcomes if o.ok)
+
+        def pct(p: float) -> float:
+            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1) if latencies else 0.0
+
+        return {
+            "requests": len(self.outcomes),
+            "errors": len(self.failures()),
+            "rps": round(len(self.outcomes) / self.wall_seconds, 1) if self.wall_seconds else 0.0,
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "mean_ms": round(statistics.fmean(latencies), 1) if latencies else 0.0,
+            "backends": dict(Counter(o.backend for o in self.outcomes if o.ok)),
+            "statuses": dict(Counter(str(o.status) for o in self.outcomes)),
+        }
+
+
+def chat_body(model: str) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
+
+
+def run_load(url: str, key: str, body: dict, requests: int, concurrency: int, path: str = "/v1/chat/completions",
+             max_seconds: float = 60.0, on_progress: Callable[[int], None] | None = None) -> LoadResult:
+    """Send `requests` POSTs (or stop after max_seconds) with `concurrency` in flight."""
+    result, lock, sent = LoadResult(), threading.Lock(), [0]
+    began = time.monotonic()
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    def worker(client: httpx.Client) -> None:
+        while True:
+            with lock:
+                if sent[0] >= requests or time.monotonic() - began > max_seconds:
+                    return
+                sent[0] += 1
+                number = sent[0]
+            if on_progress:
+                on_progress(number)
+            started = time.monotonic()
+            try:
+                response = client.post(path, json=body, headers=headers)
+                outcome = Outcome(started - began, time.monotonic() - started, response.status_code,
+                                  response.headers.get("x-litellm-model-api-base", ""),
+                                  "" if response.status_code == 200 else response.text[:200])
+            except httpx.HTTPError as exc:
+                outcome = Outcome(started - began, time.monotonic() - started, None, "", f"{type(exc).__name__}")
+            with lock:
+                result.outcomes.append(outcome)
+
+    with httpx.Client(base_url=url, timeout=60, limits=limits) as client, ThreadPoolExecutor(concurrency) as pool:
+        for _ in range(concurrency):
+            pool.submit(worker, client)
+    result.wall_seconds = time.monotonic() - began
+    result.outcomes.sort(key=lambda o: o.started)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="gateway base URL, e.g. http://hx-api:4000")
+    parser.add_argument("--key-env", default="HX_MASTER_KEY", help="environment variable holding the key")
+    parser.add_argument("--model", default="phi3-3.8b")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-seconds", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    result = run_load(args.url, os.environ[args.key_env], chat_body(args.model), args.requests, args.concurrency,
+                      max_seconds=args.max_seconds)
+    print(json.dumps(result.summary()))
+    return 0 if not result.failures() else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

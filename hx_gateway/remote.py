@@ -1,0 +1,17 @@
+"""Commands run outside an operation (from python.call or a CLI) with the deploy's privileges.
+
+Operations get `_sudo` from host data; `host.run_shell_command` does not, so over SSH as an admin
+account every such command would run unprivileged. This is the one place that adds it.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host as current_host
+from pyinfra.api import Host
+from pyinfra.connectors.util import CommandOutput
+
+
+def run_as_root(command: str, on: Host | None = None) -> tuple[bool, CommandOutput]:
+    target = on or current_host
+    privileges = {"_sudo": True} if target.data.get("_sudo") else {}
+    return target.run_shell_command(command, **privileges)
