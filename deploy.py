@@ -4,14 +4,17 @@ preflight (facts only) -> install -> configure -> service. Proof comes after:
 `python -m hx_gateway.verify inventory.py` (or `./hx deploy`, which runs both).
 """
 
-from pyinfra import host
+from pyinfra import host, state
 
 from hx_gateway.generations import keep_generation, spec_of
 from hx_gateway.plan import gateway_plan
+from hx_gateway.summary import announce_plan_verdict
 from tasks.configure import configure
 from tasks.install import install
 from tasks.preflight import preflight
 from tasks.service import service
+
+announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
 
 if "litellm" in host.groups:
     plan = gateway_plan(host.data.dict(), host.name)

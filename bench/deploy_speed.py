@@ -1,53 +1,106 @@
-"""Deploy speed on the lab: fresh converge, no-op re-run and dry run (medians of several runs).
+"""Deploy speed on the lab: fresh converge (split into phases), no-op re-run and dry run; medians.
 
-    python bench/deploy_speed.py [--runs 3]
-Goals (issue: the deploy): no-op re-run <= 4 s for the three hosts; converge <= 25 s excluding
-the one-time wheelhouse download (the wheelhouse is built before timing starts).
+    python bench/deploy_speed.py [--runs 3] [--gateways 1]
+
+Goals (issues: the deploy, benchmarks): no-op re-run <= 3 s for three hosts; converge <= 25 s
+excluding the one-time wheelhouse download (built before timing starts). With --gateways N the lab
+runs N gateway hosts and pyinfra deploys them in parallel; the converge is then bound by CPU (every
+LiteLLM boot costs CPU-seconds), so it also reports the CPU-seconds the whole machine used.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
+import statistics
 import subprocess
 import sys
+import time
 
-from common import REPO, median_of, report
+from common import REPO, report
 
 from lab.lab import Lab, exec_in
 
-PYINFRA = [str(os.path.join(os.path.dirname(sys.executable), "pyinfra")), "lab/inventory.py", "deploy.py"]
+PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
+RESET = ("systemctl disable --now litellm 2>/dev/null; rm -rf /opt/litellm /etc/litellm /var/lib/hx-gateway "
+         "/etc/systemd/system/litellm.service; systemctl daemon-reload; sync")
+# Phase = from the start of its first operation to the start of the next phase's first.
+PHASES = [("plan_and_prepare", None), ("upload", "Upload wheelhouse"), ("install", "Install LiteLLM"),
+          ("configure", "Configure | Directory"), ("start_and_health", "Service | Unit")]
 
 
-def run(*extra: str) -> None:
+def machine_cpu_seconds() -> float:
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]  # user nice system irq softirq
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def timed_run(*extra: str) -> tuple[float, float, dict[str, float]]:
+    """Wall seconds, machine CPU-seconds, and when each operation started (seconds from launch)."""
     confirm = [] if "--dry" in extra else ["-y"]
-    result = subprocess.run([PYINFRA[0], *confirm, *PYINFRA[1:], *extra], cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(result.stdout[-3000:] + result.stderr[-2000:])
+    cpu, started = machine_cpu_seconds(), time.monotonic()
+    proc = subprocess.Popen([PYINFRA, *confirm, "lab/inventory.py", "deploy.py", *extra], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    op_starts: dict[str, float] = {}
+    tail = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        tail = (tail + [line])[-60:]
+        match = re.search(r"--> Starting operation: (.+?)\s*$", line)
+        if match:
+            op_starts.setdefault(match.group(1), time.monotonic() - started)
+    if proc.wait() != 0:
+        raise SystemExit("".join(tail))
+    return round(time.monotonic() - started, 2), round(machine_cpu_seconds() - cpu, 1), op_starts
+
+
+def phase_split(wall: float, op_starts: dict[str, float]) -> dict[str, float]:
+    """Seconds per phase; a phase that did not run (no upload on a no-op) gets 0."""
+    starts = {"plan_and_prepare": 0.0}
+    for name, prefix in PHASES[1:]:
+        found = [t for op, t in op_starts.items() if prefix in op]
+        if found:
+            starts[name] = min(found)
+    ordered = sorted(starts.items(), key=lambda item: item[1])
+    ends = [t for _, t in ordered[1:]] + [wall]
+    durations = {name: round(end - begin, 2) for (name, begin), end in zip(ordered, ends, strict=True)}
+    return {name: durations.get(name, 0.0) for name, _ in PHASES}
+
+
+def median(samples: list[float]) -> float:
+    return round(statistics.median(samples), 2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--gateways", type=int, default=1)
     args = parser.parse_args()
     os.environ.update({"HX_MASTER_KEY": "sk-" + secrets.token_urlsafe(32),
                        "HX_CLIENT_KEY_OPEN_WEBUI": "sk-" + secrets.token_urlsafe(32),
-                       "HX_SECRETS_FILE": "/nonexistent"})
-    lab = Lab()
+                       "HX_SECRETS_FILE": "/nonexistent", "HX_LAB_GATEWAYS": str(args.gateways)})
+    lab = Lab(gateways=args.gateways)
     lab.up()
-    run()  # builds the wheelhouse once (cached on the control node), and a first converge
+    gateways = [h.name for h in lab.hosts() if h.role == "gateway"]
+    timed_run()  # builds the wheelhouse once (cached on the control node) and converges
 
-    def fresh_converge() -> None:
-        exec_in("hx-api", "sh", "-c", "systemctl disable --now litellm; rm -rf /opt/litellm /etc/litellm "
-                "/etc/systemd/system/litellm.service; systemctl daemon-reload", check=False)
-        run()
-
+    converges = []
+    for _ in range(args.runs):
+        for name in gateways:
+            exec_in(name, "sh", "-c", RESET, check=False)
+        wall, cpu, op_starts = timed_run()
+        converges.append({"wall_s": wall, "machine_cpu_s": cpu, "phases_s": phase_split(wall, op_starts)})
+    noop = [timed_run()[0] for _ in range(args.runs)]
+    dry = [timed_run("--dry")[0] for _ in range(args.runs)]
+    middle = sorted(converges, key=lambda c: c["wall_s"])[len(converges) // 2]
     report("deploy_speed", {
-        "fresh_converge": median_of(args.runs, fresh_converge),
-        "noop_rerun": median_of(args.runs, run),
-        "dry_run": median_of(args.runs, lambda: run("--dry")),
-        "hosts": len(lab.hosts()),
+        "gateways": len(gateways), "hosts": len(lab.hosts()), "runs": args.runs,
+        "fresh_converge_median_s": middle["wall_s"], "fresh_converge_phases_s": middle["phases_s"],
+        "fresh_converge_machine_cpu_s": middle["machine_cpu_s"],
+        "fresh_converge_samples_s": [c["wall_s"] for c in converges],
+        "noop_rerun_median_s": median(noop), "noop_samples_s": noop,
+        "dry_run_median_s": median(dry), "dry_samples_s": dry,
     })
 
 

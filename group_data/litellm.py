@@ -17,6 +17,9 @@ workers = None
 # gunicorn: the master imports LiteLLM once and forks the workers (starts in ~9 s, shares memory);
 # uvicorn: every worker imports LiteLLM itself (~17 s to start with 2 workers, twice the memory).
 server = "gunicorn"
+# How chat aliases reach Ollama: ollama_chat (its /api/chat; Ollama applies the model's chat template),
+# openai (its OpenAI-compatible /v1), or ollama (/api/generate; LiteLLM flattens the prompt itself).
+chat_route = "ollama_chat"
 
 # Paths and identity.
 venv_root = "/opt/litellm"

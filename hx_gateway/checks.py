@@ -19,6 +19,26 @@ import httpx
 from hx_gateway.secrets import Secrets
 from hx_gateway.settings import Settings
 
+# Every check the verification runs, by name (a [suffix] names the alias, model or URL): the change
+# ticket's validation plan. tests/test_verify.py fails if this and the real checks drift apart.
+VALIDATION_PLAN: dict[str, str] = {
+    "port_listening_as_service_user": "the configured port is held by the service user, not another process",
+    "unit_active_and_enabled": "the unit is active and enabled",
+    "litellm_version_matches_lock": "the venv runs the LiteLLM version the lock pins",
+    "backend_reachable_from_gateway": "each Ollama backend answers /api/version from the gateway host",
+    "models_lists_exactly_the_aliases": "/v1/models with the key lists exactly the aliases and groups",
+    "unauthenticated_gets_401": "a request without a key is refused with 401",
+    "wrong_key_gets_401": "a wrong key is refused with 401",
+    "chat_completion": "a chat completion comes back for every chat alias and group",
+    "streamed_chat_ends_with_done": "a streamed completion ends with [DONE]",
+    "embedding": "an embedding comes back for every embedding alias",
+    "unknown_model_gets_4xx": "an unknown model is refused with a 4xx, not a 500",
+    "malformed_json_gets_4xx": "malformed JSON is refused with a 4xx",
+    "traffic_reaches_every_backend": "a concurrent burst reaches every backend (gateway header and backend sockets)",
+    "ollama_port_listening": "each backend host listens on the Ollama port",
+    "backend_has_model": "each backend carries every Ollama model its aliases need",
+}
+
 BURST_REQUESTS = 24
 BURST_CONCURRENCY = 6
 

@@ -27,8 +27,9 @@ def unit(prop):
                           text=True).stdout.strip()
 deadline, problem = time.time() + limit, f"/health/liveliness did not answer 200 within {limit}s"
 while time.time() < deadline:
-    if unit("NRestarts") not in ("", "0") or unit("ActiveState") == "failed":
-        problem = f"{service} exited at start (systemd restarted it {unit('NRestarts')} time(s))"
+    # auto-restart: the main process exited and systemd waits RestartSec before trying again.
+    if unit("NRestarts") not in ("", "0") or unit("ActiveState") == "failed" or unit("SubState") == "auto-restart":
+        problem = f"{service} exited at start (systemd state {unit('ActiveState')}/{unit('SubState')})"
         break
     try:
         if urllib.request.urlopen(base + "/health/liveliness", timeout=2).status == 200:

@@ -61,7 +61,7 @@ def describe_change(file: ManagedFile, current: dict, desired: str) -> tuple[str
     same_content = exists and current.get("sha256") == hashlib.sha256(desired.encode()).hexdigest()
     parts = []
     if not exists:
-        parts.append("create")
+        parts.append("create (contents hidden)" if file.secret else "create")
     elif not same_content:
         parts.append("contents changed (hidden)" if file.secret else "contents changed")
     if file.secret and not same_content:

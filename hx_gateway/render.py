@@ -61,14 +61,28 @@ class Deployment:
     name: str
     alias: ModelAlias
     backend: str
+    chat_route: str
+
+    @property
+    def model(self) -> str:
+        return self.alias.route(self.chat_route)
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.backend}/v1" if self.model.startswith("openai/") else self.backend
+
+    @property
+    def needs_placeholder_key(self) -> bool:
+        return self.model.startswith("openai/")  # the OpenAI client insists on a key; Ollama ignores it
 
 
 def deployments(settings: Settings) -> list[Deployment]:
     """Each alias once per backend; each group once per member alias and backend."""
     by_name = {a.name: a for a in settings.model_aliases}
-    entries = [Deployment(a.name, a, b) for a in settings.model_aliases for b in a.backends]
+    route = settings.chat_route
+    entries = [Deployment(a.name, a, b, route) for a in settings.model_aliases for b in a.backends]
     for group, members in settings.model_groups.items():
-        entries += [Deployment(group, by_name[m], b) for m in members for b in by_name[m].backends]
+        entries += [Deployment(group, by_name[m], b, route) for m in members for b in by_name[m].backends]
     return entries
 
 

@@ -17,6 +17,7 @@ Kind = Literal["chat", "embedding"]
 KINDS: tuple[str, ...] = ("chat", "embedding")
 ENVIRONMENTS = ("production", "lab")
 SERVERS = ("gunicorn", "uvicorn")
+CHAT_ROUTES = ("ollama_chat", "ollama", "openai")
 ROUTING_STRATEGIES = ("least-busy", "simple-shuffle", "latency-based-routing", "usage-based-routing-v2")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -34,10 +35,10 @@ class ModelAlias:
     kind: Kind
     backends: tuple[str, ...]
 
-    @property
-    def route(self) -> str:
-        # ollama_chat/ lets Ollama apply the model's own chat template; embeddings use ollama/.
-        return f"ollama_chat/{self.ollama_model}" if self.kind == "chat" else f"ollama/{self.ollama_model}"
+    def route(self, chat_route: str) -> str:
+        """LiteLLM's model string. Chat: ollama_chat/ lets Ollama apply the model's chat template;
+        openai/ talks to Ollama's OpenAI-compatible /v1. Embeddings always use ollama/."""
+        return f"{chat_route}/{self.ollama_model}" if self.kind == "chat" else f"ollama/{self.ollama_model}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Settings:
     cooldown_time: int
     workers: int | None
     server: str
+    chat_route: str
     venv_root: str
     config_dir: str
     service_name: str
@@ -254,6 +256,9 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
     workers = data.get("workers")
     if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= 64):
         problems.append(f"workers: {workers!r} is out of range; set None (one per core) or 1..64")
+    chat_route = data.get("chat_route", "ollama_chat")
+    if chat_route not in CHAT_ROUTES:
+        problems.append(f"chat_route: {chat_route!r} is unknown; use one of {', '.join(CHAT_ROUTES)}")
     server = data.get("server", "gunicorn")
     if server not in SERVERS:
         problems.append(f"server: {server!r} is unknown; use one of {', '.join(SERVERS)}")
@@ -282,6 +287,7 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
         cooldown_time=_int(data, "cooldown_time", 0, 3600, problems),
         workers=workers,
         server=str(server),
+        chat_route=str(chat_route),
         venv_root=str(data.get("venv_root")).rstrip("/"),
         config_dir=str(data.get("config_dir")).rstrip("/"),
         service_name=str(data.get("service_name")),

@@ -23,14 +23,20 @@ from hx_gateway.facts import GatewayHost, HttpProbes, Listeners, PeerConnections
 from hx_gateway.plan import GatewayPlan, gateway_plan
 
 
-def load_state(inventory_file: str) -> State:
-    """The same inventory and group data `pyinfra INVENTORY deploy.py` would see."""
+def load_inventory(inventory_file: str) -> State:
+    """The same inventory and group data `pyinfra INVENTORY deploy.py` would see, not connected."""
     state = State(check_for_changes=False)
     state.cwd = os.getcwd()
     ctx_state.set(state)
     inventory = make_inventory(inventory_file, cwd=state.cwd)
     ctx_inventory.set(inventory)
     state.init(inventory, Config())
+    return state
+
+
+def load_state(inventory_file: str) -> State:
+    """The inventory, connected."""
+    state = load_inventory(inventory_file)
     connect_all(state)
     return state
 

@@ -25,9 +25,10 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str) -> dic
         "env": SecretText(render.render_env(secrets)),
     }
     labels = {"config": "Render", "auth": "Auth module", "keys": "Client key digests", "env": "Secret env file"}
-    return {
-        key: managed_file(name=f"{labels[key]} {managed[key].path}" + (" (contents hidden)" if managed[key].secret
-                                                                      else ""),
-                          file=managed[key], content=content, batch=batch)
-        for key, content in contents.items()
-    }
+    ops = {}
+    for key, content in contents.items():
+        file = managed[key]
+        hidden = " (contents hidden)" if file.secret else ""
+        ops[file.path.rsplit("/", 1)[-1]] = managed_file(name=f"{labels[key]} {file.path}{hidden}", file=file,
+                                                         content=content, batch=batch)
+    return ops

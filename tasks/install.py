@@ -36,6 +36,7 @@ def install_script(settings: Settings, archive_name: str, archive_sha256: str, v
     return f"""set -eu
 venv={venv}
 echo '{archive_sha256}  {archive}' | sha256sum --check --quiet
+rm -rf {CACHE_ON_TARGET}/unpack.*  # left by an interrupted run
 work=$(mktemp -d {CACHE_ON_TARGET}/unpack.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$venv"

@@ -25,7 +25,8 @@ def _record_restart(settings: Settings, started, causes: dict[str, object]) -> N
     why = [label for label, op in causes.items() if op.will_change]
     if why:
         changes.record("restart", settings.service_name,
-                       f"one restart (~10 s gap on this host) because {', '.join(why)} change(s)")
+                       f"one restart (a gap of about 10 s on this host, measured in the lab) because "
+                       f"{', '.join(why)} change")
 
 
 @deploy("Service")
@@ -38,7 +39,7 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
     systemd.daemon_reload(name="systemd daemon-reload (unit changed)", _if=unit.did_change)
     started = systemd.service(name=f"{settings.service_name} enabled and running",
                               service=settings.service_name, running=True, enabled=True)
-    triggers = {"unit": unit, **restart_triggers}
+    triggers = {managed["unit"].path.rsplit("/", 1)[-1]: unit, **restart_triggers}
     _record_restart(settings, started, triggers)
     restart_needed = any_changed(*triggers.values())
     restarted = systemd.service(name=f"Restart {settings.service_name} (unit, config, env or venv changed)",

@@ -46,6 +46,7 @@ def test_second_run_changes_nothing_and_does_not_restart(converged, lab_secrets)
     assert main_pid() == pid
     dry = pyinfra("--dry", secrets_env=lab_secrets)
     assert dry.returncode == 0 and dry.changed_ops() == [], dry.changed_ops()
+    assert "--> Plan: no changes (3 hosts)" in dry.output
 
 
 def test_one_knob_changes_only_the_config_and_restarts_once(converged, lab_secrets, tmp_path):

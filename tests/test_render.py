@@ -32,7 +32,18 @@ def test_routes_and_mode_where_litellm_reads_them():
         assert "mode" not in params  # forwarded to Ollama as an option if put here
         assert entry["model_info"]["mode"] in ("chat", "embedding")
         expected = "ollama_chat/" if entry["model_info"]["mode"] == "chat" else "ollama/"
-        assert params["model"].startswith(expected)
+        assert params["model"].startswith(expected) and "api_key" not in params
+
+
+def test_openai_route_goes_to_ollamas_v1_with_a_placeholder_key():
+    data = defaults()
+    data["chat_route"] = "openai"
+    entries = yaml.safe_load(render.render_config(load_settings(data, "hx-api"), "1.106.2"))["model_list"]
+    chat = [e["litellm_params"] for e in entries if e["model_info"]["mode"] == "chat"]
+    assert all(p["model"].startswith("openai/") and p["api_base"].endswith(":11434/v1") for p in chat)
+    assert all(p["api_key"] == "ollama" for p in chat)
+    embedding = [e["litellm_params"] for e in entries if e["model_info"]["mode"] == "embedding"]
+    assert all(p["model"].startswith("ollama/") and "api_key" not in p for p in embedding)
 
 
 def test_no_key_litellm_ignores_or_chokes_on():

@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO, gateway_url, pyinfra
 from test_deploy import host_state
 
+from hx_gateway.checks import VALIDATION_PLAN
 from lab.lab import exec_in
 
 pytestmark = pytest.mark.lab
@@ -40,6 +41,7 @@ def test_healthy_lab_passes_every_check_and_writes_the_bundle(converged, lab_sec
     assert {"unauthenticated_gets_401", "wrong_key_gets_401", "streamed_chat_ends_with_done",
             "embedding[emb-premium]", "traffic_reaches_every_backend[phi3-3.8b]",
             "port_listening_as_service_user"} <= names
+    assert {name.split("[")[0] for name in names} == set(VALIDATION_PLAN)  # the ticket promises what runs
     fan_out = next(c for c in checks["checks"] if c["check"].startswith("traffic_reaches"))
     assert all(v > 0 for v in fan_out["figures"]["backends_say"].values())
     for secret in lab_secrets.values():

@@ -1,0 +1,144 @@
+"""Safe changes: a failed start rolls back, manual rollback, a dead backend stays invisible, and a
+deploy killed mid-install converges on the next run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from conftest import LAB_INVENTORY, REPO, gateway_url, pyinfra
+
+from hx_gateway.load import chat_body, run_load
+from lab.lab import exec_in
+
+pytestmark = pytest.mark.lab
+
+
+class Poller:
+    """A client asking /v1/models every 100 ms while a deploy runs: when did it see failures."""
+
+    def __init__(self, key: str) -> None:
+        self.key, self.seen, self._stop = key, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=gateway_url(), timeout=5) as client:
+            while not self._stop.is_set():
+                try:
+                    ok = client.get("/v1/models", headers={"Authorization": f"Bearer {self.key}"}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.seen.append((time.monotonic(), ok))
+                time.sleep(0.1)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        time.sleep(1.0)  # a few answers after the run, too
+        self._stop.set()
+        self._thread.join()
+
+    def outage_windows(self) -> list[float]:
+        """Lengths (s) of the runs of consecutive failures."""
+        windows, start = [], None
+        for at, ok in self.seen:
+            if not ok and start is None:
+                start = at
+            elif ok and start is not None:
+                windows.append(round(at - start, 1))
+                start = None
+        if start is not None:
+            windows.append(float("inf"))
+        return windows
+
+
+def test_a_config_litellm_refuses_is_rolled_back(converged, lab_secrets, tmp_path):
+    # Measured: LiteLLM 1.106.2 refuses to start with router_settings.health_check_interval.
+    (tmp_path / "litellm.py").write_text("extra_router_settings = {'health_check_interval': 30}\n")
+    with Poller(lab_secrets["HX_MASTER_KEY"]) as poller:
+        run = pyinfra(secrets_env=lab_secrets, group_data=tmp_path)
+    assert run.returncode != 0
+    assert "Rolled back to generation" in run.output and "the previous generation is serving again" in run.output
+    assert "health_check_interval" in run.output  # the journal line that says why
+    assert "health_check_interval" not in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+    windows = poller.outage_windows()
+    print(f"client-visible outage windows during the failed deploy: {windows} s")
+    assert len(windows) <= 1 and all(w != float("inf") for w in windows)  # one gap, then served again
+    again = pyinfra(secrets_env=lab_secrets)  # the restored state is exactly the declared one
+    assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
+
+
+def test_manual_rollback_restores_the_previous_generation_with_evidence(converged, lab_secrets, tmp_path):
+    (tmp_path / "litellm.py").write_text("request_timeout = 41\n")
+    assert pyinfra(secrets_env=lab_secrets, group_data=tmp_path).returncode == 0
+    assert "timeout: 41" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+    env = {**os.environ, **lab_secrets, "HX_SECRETS_FILE": "/nonexistent"}
+    evidence = tmp_path / "evidence"
+    result = subprocess.run([sys.executable, "-m", "hx_gateway.rollback", LAB_INVENTORY, "--evidence-dir",
+                             str(evidence)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "timeout: 30" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+    (summary,) = evidence.glob("*/summary.md")
+    text = summary.read_text()
+    assert "hx-gateway rollback" in text and "rollback_restored_a_generation" in text
+    assert all(v not in text for v in lab_secrets.values())
+    again = pyinfra(secrets_env=lab_secrets)  # the rolled-back state is the newest generation
+    assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
+
+
+def test_a_dead_backend_is_invisible_to_clients(converged, lab_secrets, tmp_path):
+    # simple-shuffle sends about half of all first attempts to the backend that dies: the hard case.
+    (tmp_path / "litellm.py").write_text("routing_strategy = 'simple-shuffle'\n")
+    assert pyinfra(secrets_env=lab_secrets, group_data=tmp_path).returncode == 0
+    stopped: list[float] = []
+
+    def stop_llm02_at_request_20(number: int) -> None:
+        if number == 20 and not stopped:
+            stopped.append(time.monotonic())
+            exec_in("hx-llm02", "systemctl", "stop", "ollama")
+
+    try:
+        result = run_load(gateway_url(), lab_secrets["HX_MASTER_KEY"], chat_body("phi3-3.8b"), 200, 8,
+                          on_progress=stop_llm02_at_request_20)
+    finally:
+        exec_in("hx-llm02", "systemctl", "start", "ollama")
+    summary = result.summary()
+    print(f"200 requests, llm02 stopped at request 20: {summary}")
+    assert stopped and summary["requests"] == 200
+    assert summary["backends"].get("http://hx-llm02:11434", 0) > 0  # it did serve before it died
+    assert result.failures() == [], [(o.started, o.status, o.error) for o in result.failures()]
+
+
+def test_a_deploy_killed_during_the_venv_install_converges_next_time(converged, lab_secrets):
+    exec_in("hx-api", "sh", "-c", "systemctl stop litellm; rm -rf /opt/litellm")
+    env = {**os.environ, **lab_secrets, "HX_SECRETS_FILE": "/nonexistent"}
+    deploy = subprocess.Popen([str(os.path.join(os.path.dirname(sys.executable), "pyinfra")), "-y", LAB_INVENTORY,
+                               "deploy.py"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while exec_in("hx-api", "pgrep", "-f", "uv pip install", check=False) == "":
+            assert deploy.poll() is None and time.monotonic() < deadline, "the install never started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # well inside the install
+    finally:
+        os.killpg(deploy.pid, signal.SIGKILL)  # the control node dies...
+        deploy.wait()
+    exec_in("hx-api", "pkill", "-9", "-f", "uv pip install", check=False)  # ...and so does the work on the host
+    current = exec_in("hx-api", "sh", "-c", "readlink /opt/litellm/current || true")
+    assert current == "", f"`current` points at a half-built venv: {current}"
+    run = pyinfra(secrets_env=lab_secrets)
+    assert run.returncode == 0, run.output[-3000:]
+    assert exec_in("hx-api", "systemctl", "is-active", "litellm") == "active"
+    auth = {"Authorization": f"Bearer {lab_secrets['HX_MASTER_KEY']}"}
+    assert httpx.get(f"{gateway_url()}/v1/models", headers=auth).status_code == 200
+    again = pyinfra(secrets_env=lab_secrets)
+    assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()

@@ -1,0 +1,98 @@
+"""Change tickets from dry runs: complete on a fresh host, exact for one knob, drift shows, keys never do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import LAB_INVENTORY, REPO, pyinfra, random_key
+
+from lab.lab import exec_in
+
+pytestmark = pytest.mark.lab
+
+FRESH = ("systemctl disable --now litellm 2>/dev/null; rm -rf /opt/litellm /etc/litellm /var/lib/hx-gateway "
+         "/var/cache/hx-gateway /etc/systemd/system/litellm.service; userdel litellm 2>/dev/null; "
+         "groupdel litellm 2>/dev/null; systemctl daemon-reload")
+# Everything a dry run could touch, as checksums: files under the managed trees, users, units.
+SNAPSHOT = ("find /etc /opt /var/lib /var/cache/hx-gateway -xdev -type f -newer /etc/hostname 2>/dev/null "
+            "| sort | xargs -r sha256sum; getent passwd | sort; getent group | sort; "
+            "systemctl list-unit-files --no-legend | sort; "
+            "systemctl list-units --all --no-legend | awk '{print $1, $3, $4}' | sort")
+
+
+def ticket(secrets_env: dict[str, str], out: Path, group_data: Path | None = None) -> tuple[str, dict, str]:
+    env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent"}
+    extra = ["--group-data", str(group_data)] if group_data else []
+    result = subprocess.run([sys.executable, "-m", "hx_gateway.ticket", LAB_INVENTORY, "--out", str(out), *extra],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out.read_text(), json.loads(out.with_suffix(".json").read_text()), result.stdout + result.stderr
+
+
+def test_dry_run_on_a_fresh_host_lists_the_full_install_and_changes_nothing(converged, lab_secrets, tmp_path):
+    exec_in("hx-api", "sh", "-c", FRESH)
+    before = exec_in("hx-api", "sh", "-c", SNAPSHOT)
+    markdown, data, _ = ticket(lab_secrets, tmp_path / "ticket.md")
+    assert exec_in("hx-api", "sh", "-c", SNAPSHOT) == before  # byte-identical: files, users, units
+    api = data["hosts"]["@docker/hx-api"]
+    ops = " | ".join(api["operations"])
+    for expected in ("Service group litellm", "Service user litellm", "Upload wheelhouse", "Install LiteLLM 1.106.2",
+                     "config.yaml", "hx_auth.py", "client_keys.json", "litellm.env", "Unit /etc/systemd/system"):
+        assert expected in ops, (expected, api["operations"])
+    details = {d["subject"]: d for d in api["details"]}
+    assert details["/opt/litellm/current"]["summary"].startswith("no venv -> LiteLLM 1.106.2")
+    assert "+model_list:" in details["/etc/litellm/config.yaml"]["diff"]
+    assert "+ExecStart=" in details["/etc/systemd/system/litellm.service"]["diff"]
+    env_file = details["/etc/litellm/litellm.env"]
+    assert env_file["diff"] == "" and "hidden" in env_file["summary"]
+    assert api["restart"].startswith("start") and "Nothing is deployed yet" in api["rollback"]
+    assert "## Rollback plan" in markdown and "## Validation plan" in markdown and "```diff" in markdown
+    assert all(v not in markdown + json.dumps(data) for v in lab_secrets.values())
+    assert pyinfra(secrets_env=lab_secrets).returncode == 0  # converge again for the tests after this one
+
+
+def test_a_knob_change_ticket_shows_exactly_that_change_and_its_restart(converged, lab_secrets, tmp_path):
+    (tmp_path / "gd").mkdir()
+    (tmp_path / "gd" / "litellm.py").write_text("request_timeout = 45\n")
+    markdown, data, _ = ticket(lab_secrets, tmp_path / "ticket.md", group_data=tmp_path / "gd")
+    api = data["hosts"]["@docker/hx-api"]
+    assert api["operations"] == ["Configure | Render /etc/litellm/config.yaml"]
+    (detail,) = api["details"]
+    changed = [line for line in detail["diff"].splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed and all("timeout: 30" in line or "timeout: 45" in line for line in changed), changed
+    assert "one restart" in api["restart"] and "config.yaml" in api["restart"]
+    assert data["hosts"]["@docker/hx-llm01"]["operations"] == [] and not data["no_changes"]
+    assert "generation `" in api["rollback"]
+
+
+def test_hand_edits_on_the_host_show_as_drift(converged, lab_secrets, tmp_path):
+    exec_in("hx-api", "sh", "-c", "sed -i 's/num_retries: 2/num_retries: 9/' /etc/litellm/config.yaml && "
+                                  "sed -i 's/^RestartSec=3/RestartSec=30/' /etc/systemd/system/litellm.service")
+    dry = pyinfra("--dry", "--diff", secrets_env=lab_secrets)
+    assert dry.returncode == 0
+    assert "-  num_retries: 9" in dry.output and "+  num_retries: 2" in dry.output
+    assert "-RestartSec=30" in dry.output and "+RestartSec=3" in dry.output
+    _, data, _ = ticket(lab_secrets, tmp_path / "ticket.md")
+    ops = data["hosts"]["@docker/hx-api"]["operations"]
+    assert any("config.yaml" in op for op in ops) and any(op.startswith("Service | Unit") for op in ops)
+    assert any(op.startswith("Keep the deployed state") for op in ops)  # the hand edit is kept before reverting
+    assert pyinfra(secrets_env=lab_secrets).returncode == 0
+    assert "num_retries: 2" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+
+
+def test_master_key_rotation_ticket_names_the_change_never_the_keys(converged, lab_secrets, tmp_path):
+    rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
+    markdown, data, output = ticket(rotated, tmp_path / "ticket.md")
+    api = data["hosts"]["@docker/hx-api"]
+    env = next(d for d in api["details"] if d["subject"] == "/etc/litellm/litellm.env")
+    assert env["summary"] == "contents changed (hidden); names changed: LITELLM_MASTER_KEY"
+    assert "litellm.env" in api["restart"]
+    dry = pyinfra("--dry", "--diff", "-v", secrets_env=rotated)
+    everything = markdown + json.dumps(data) + output + dry.output
+    for key in (lab_secrets["HX_MASTER_KEY"], rotated["HX_MASTER_KEY"]):
+        assert key not in everything
