@@ -10,7 +10,7 @@ import secrets as random_source
 from io import BytesIO
 
 from pyinfra import host, logger
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.util import format_text
 from pyinfra.context import state
 
@@ -107,7 +107,13 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
             logger.info("    %s", line)
     changes.record("file", file.path, summary, diff=diff, secret=file.secret)
     temp = f"{file.path}.hx-new"
+    # Over SSH with sudo, pyinfra uploads as the SSH account first, then copies with sudo. That first
+    # copy goes into a directory only the uploading account can enter (0700; $SUDO_USER is that
+    # account, root without sudo), so no other account can read the payload at any moment.
+    private = f"/tmp/hx-upload-{hashlib.sha256((RUN_SALT + file.path).encode()).hexdigest()[:16]}"
+    yield StringCommand("sh", "-c", QuoteString(f'rm -rf {private} && install -d -m 700 -o "${{SUDO_USER:-root}}" '
+                                                f"{private}"))
     yield StringCommand("install", "-m", file.mode, "-o", file.user, "-g", file.group, "/dev/null", temp)
-    yield FileUploadCommand(BytesIO(text.encode()), temp, remote_temp_filename=temp)
+    yield FileUploadCommand(BytesIO(text.encode()), temp, remote_temp_filename=f"{private}/payload")
     yield StringCommand("chown", f"{file.user}:{file.group}", temp, "&&", "chmod", file.mode, temp,
-                        "&&", "mv", "-f", temp, file.path)
+                        "&&", "mv", "-f", temp, file.path, "&&", "rm", "-rf", private)

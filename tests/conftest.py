@@ -67,14 +67,14 @@ def lab_secrets() -> dict[str, str]:
 
 
 def pyinfra(*args: str, secrets_env: dict[str, str], group_data: Path | None = None,
-            extra_env: dict[str, str] | None = None) -> PyinfraRun:
+            extra_env: dict[str, str] | None = None, inventory: str = LAB_INVENTORY) -> PyinfraRun:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HX_CLIENT_KEY_") and k != "HX_MASTER_KEY"}
     env.update(secrets_env)
     env["HX_SECRETS_FILE"] = "/nonexistent"
     env.update(extra_env or {})
     extra = ["--group-data", str(group_data)] if group_data else []
     confirm = [] if "--dry" in args else ["-y"]  # -y would skip a dry run's change detection
-    result = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), *confirm, *extra, LAB_INVENTORY, "deploy.py",
+    result = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), *confirm, *extra, inventory, "deploy.py",
                              *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     return PyinfraRun(result.returncode, result.stdout + result.stderr)
 

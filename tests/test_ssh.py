@@ -1,0 +1,99 @@
+"""The production path in the lab: SSH as an admin with sudo, keys only, no root login."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import paramiko
+import pytest
+from conftest import REPO, pyinfra, random_key
+from test_tickets import FRESH
+
+from lab import ssh
+from lab.lab import address_of, exec_in
+
+pytestmark = pytest.mark.lab
+SSH_INVENTORY = "lab/inventory_ssh.py"
+
+# Runs in the gateway container as root while a deploy uploads a new key: every file that holds the
+# key, and whether an unprivileged account (nobody) could read it at that moment.
+WATCHER = r'''
+import os, subprocess, sys, time
+key, seconds = sys.argv[1], float(sys.argv[2])
+seen, readable = set(), set()
+deadline = time.time() + seconds
+while time.time() < deadline:
+    for root in ("/tmp", "/var/tmp", "/etc/litellm", "/home/hxadmin"):
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    if os.path.getsize(path) > 65536 or key.encode() not in open(path, "rb").read():
+                        continue
+                except OSError:
+                    continue
+                seen.add(path)
+                if subprocess.run(["runuser", "-u", "nobody", "--", "cat", path], capture_output=True).returncode == 0:
+                    readable.add(path)
+print(sorted(seen)); print(sorted(readable))
+'''
+
+
+@pytest.fixture(scope="module")
+def ssh_lab(lab):
+    ssh.enable(lab)
+    return lab
+
+
+def over_ssh(secrets_env: dict[str, str], *args: str):
+    return pyinfra(*args, secrets_env=secrets_env, inventory=SSH_INVENTORY)
+
+
+def test_root_cannot_log_in_and_the_admin_needs_its_key(ssh_lab):
+    key_file, _ = ssh.key_paths(ssh_lab.name)
+    for user, key in (("root", str(key_file)), (ssh.ADMIN, None)):
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        with pytest.raises(paramiko.AuthenticationException):
+            client.connect(address_of("hx-api"), username=user, key_filename=key, look_for_keys=False,
+                           allow_agent=False, password=None if key else "guess", timeout=10)
+
+
+def test_fresh_converge_over_ssh_then_no_changes_then_checks_pass(ssh_lab, converged, lab_secrets, tmp_path):
+    exec_in("hx-api", "sh", "-c", FRESH)
+    first = over_ssh(lab_secrets)
+    assert first.returncode == 0, first.output[-4000:]
+    assert "Install LiteLLM 1.106.2" in first.output
+    second = over_ssh(lab_secrets)
+    assert second.returncode == 0 and second.changed_ops() == [], second.changed_ops()
+    modes = exec_in("hx-api", "stat", "-c", "%n %a %U %G", "/etc/litellm/litellm.env", "/etc/litellm/config.yaml",
+                    "/opt/litellm/current/bin/python")
+    assert "/etc/litellm/litellm.env 600 root root" in modes and "/etc/litellm/config.yaml 640 root litellm" in modes
+    env = {**os.environ, **lab_secrets, "HX_SECRETS_FILE": "/nonexistent"}
+    verify = subprocess.run([sys.executable, "-m", "hx_gateway.verify", SSH_INVENTORY, "--evidence-dir",
+                             str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert verify.returncode == 0, verify.stdout[-4000:]
+
+
+def test_the_secret_is_never_readable_by_another_account_during_upload(ssh_lab, converged, lab_secrets):
+    rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
+    report: list[str] = []
+    watcher = threading.Thread(target=lambda: report.append(exec_in(
+        "hx-api", "python3", "-c", WATCHER, rotated["HX_MASTER_KEY"], "25")))
+    watcher.start()
+    run = over_ssh(rotated, "-vvv")
+    watcher.join()
+    assert run.returncode == 0, run.output[-3000:]
+    seen, readable = (json.loads(line.replace("'", '"')) for line in report[0].splitlines())
+    print(f"files that held the new key during the deploy: {seen}")
+    assert readable == [], f"readable by nobody: {readable}"
+    assert "/etc/litellm/litellm.env" in seen
+    # The mechanism, from the commands pyinfra ran: a 0700 directory owned by the uploading account.
+    assert 'install -d -m 700 -o "${SUDO_USER:-root}" /tmp/hx-upload-' in run.output
+    assert rotated["HX_MASTER_KEY"] not in run.output and lab_secrets["HX_MASTER_KEY"] not in run.output
+    back = over_ssh(lab_secrets)  # the session's key again, for the tests after this one
+    assert back.returncode == 0
