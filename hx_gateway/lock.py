@@ -38,6 +38,7 @@ CACHE_DIR = Path(os.environ.get("HX_CACHE_DIR", "~/.cache/hx-gateway")).expandus
 # Releases published with a backdoor (PYSEC-2026-2). Never installed, whatever the lock says.
 COMPROMISED_LITELLM = frozenset({"1.82.7", "1.82.8"})
 
+UV_NEWEST_MANYLINUX_MINOR = 40
 PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 
 
@@ -64,6 +65,12 @@ class TargetPython:
     @property
     def lock_path(self) -> Path:
         return LOCK_DIR / f"litellm-{self.key}.txt"
+
+    @property
+    def uv_manylinux(self) -> str:
+        """uv names manylinux tags up to 2_40 (0.13): a newer glibc resolves as 2_40 (no wheel needs more)."""
+        major, minor = (int(x) for x in self.glibc.split(".")[:2])
+        return f"{major}_{min(minor, UV_NEWEST_MANYLINUX_MINOR)}"
 
     def pip_platforms(self) -> list[str]:
         """pip does not expand manylinux tags for a foreign --platform: list every compatible one."""
@@ -126,7 +133,7 @@ def _uv() -> str:
 def compile_lock(target: TargetPython) -> Path:
     """Resolve locks/litellm.in for the target's exact interpreter, with hashes."""
     LOCK_DIR.mkdir(exist_ok=True)
-    platform = f"{target.arch}-manylinux_{target.glibc.replace('.', '_')}"
+    platform = f"{target.arch}-manylinux_{target.uv_manylinux}"
     subprocess.run(
         [_uv(), "pip", "compile", str(LOCK_INPUT), "--quiet", "--generate-hashes", "--no-header",
          "--python-version", target.version, "--python-platform", platform,

@@ -30,7 +30,7 @@ def ensure_lab_secrets(path: Path = LAB_SECRETS) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    Lab(gateways=int(os.environ.get("HX_LAB_GATEWAYS", "1"))).up()
+    Lab.from_env().up()
     env = dict(os.environ)
     if "HX_MASTER_KEY" not in env:
         env.setdefault("HX_SECRETS_FILE", str(ensure_lab_secrets()))

@@ -2,15 +2,15 @@
 
     pyinfra lab/inventory.py deploy.py
 
-Gateway count: HX_LAB_GATEWAYS (default 1). The lab's data differs from production only in
+Gateway count: HX_LAB_GATEWAYS (default 1); a mixed fleet: HX_LAB_GATEWAY_SUITES=bookworm,trixie.
+The lab's data differs from production only in
 lab/group_data/ (backend names, environment) and the gateway URL read from Docker.
 """
 
-import os
 
 from lab.lab import DEFAULT_NAME, Lab, address_of
 
-_lab = Lab(gateways=int(os.environ.get("HX_LAB_GATEWAYS", "1")))
+_lab = Lab.from_env()
 
 litellm = [
     (f"@docker/{h.name}", {"gateway_url": f"http://{address_of(h.name, DEFAULT_NAME)}:4000"})

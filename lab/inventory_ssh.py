@@ -6,12 +6,11 @@ Same hosts and groups as lab/inventory.py (the same containers, by name), reache
 container's address as `hxadmin` with the lab's generated key; every operation runs with sudo.
 """
 
-import os
 
 from lab.lab import DEFAULT_NAME, Lab, address_of
 from lab.ssh import ADMIN, key_paths
 
-_lab = Lab(gateways=int(os.environ.get("HX_LAB_GATEWAYS", "1")))
+_lab = Lab.from_env()
 _key, _known_hosts = key_paths(_lab.name)
 
 

@@ -1,6 +1,7 @@
 """The Docker lab: systemd containers that stand in for the gateway and the Ollama hosts.
 
-    python -m lab.lab up [--gateways N]     build/reuse the image, start the hosts (idempotent)
+    python -m lab.lab up [--gateways N] [--suites bookworm,trixie]
+                                            build/reuse the image(s), start the hosts (idempotent)
     python -m lab.lab status                one line per host
     python -m lab.lab down                  remove every container and the network
 
@@ -16,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lab.image import Recipe, ensure_image
@@ -77,6 +78,7 @@ def docker(*args: str, check: bool = True, capture: bool = True, stdin: bytes | 
 class LabHost:
     name: str
     role: str  # "gateway" or "backend"
+    suite: str = "bookworm"  # the Debian release the container runs
 
 
 @dataclass
@@ -85,21 +87,32 @@ class Lab:
     gateways: int = 1
     backends: int = 2
     recipe: Recipe = field(default_factory=Recipe)
+    # Debian release per gateway, in order (a mixed fleet); gateways beyond the list run recipe.suite.
+    gateway_suites: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls) -> Lab:
+        """HX_LAB_GATEWAYS (count) and HX_LAB_GATEWAY_SUITES (e.g. "bookworm,trixie": a mixed fleet)."""
+        suites = tuple(s for s in os.environ.get("HX_LAB_GATEWAY_SUITES", "").split(",") if s)
+        count = max(int(os.environ.get("HX_LAB_GATEWAYS", "1")), len(suites))
+        return cls(gateways=count, gateway_suites=suites)
 
     @property
     def network(self) -> str:
         return self.name
 
     def hosts(self) -> list[LabHost]:
-        gateways = [LabHost("hx-api" if i == 1 else f"hx-api{i}", "gateway") for i in range(1, self.gateways + 1)]
-        backends = [LabHost(f"hx-llm{i:02d}", "backend") for i in range(1, self.backends + 1)]
+        suites = list(self.gateway_suites) + [self.recipe.suite] * self.gateways
+        gateways = [LabHost("hx-api" if i == 1 else f"hx-api{i}", "gateway", suites[i - 1])
+                    for i in range(1, self.gateways + 1)]
+        backends = [LabHost(f"hx-llm{i:02d}", "backend", self.recipe.suite) for i in range(1, self.backends + 1)]
         return gateways + backends
 
     # -- lifecycle -------------------------------------------------------------------------
     def up(self) -> None:
-        image = ensure_image(self.recipe)
+        images = {suite: ensure_image(replace(self.recipe, suite=suite)) for suite in {h.suite for h in self.hosts()}}
         self._ensure_network()
-        started = [h for h in self.hosts() if self._ensure_container(h, image)]
+        started = [h for h in self.hosts() if self._ensure_container(h, images[h.suite])]
         for host in self.hosts():
             wait_for_systemd(host.name)
         for host in self.hosts():
@@ -214,10 +227,14 @@ def wait_for_port(container: str, port: int, timeout: float = 30) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The hx-gateway Docker lab")
     parser.add_argument("command", choices=("up", "status", "down"))
-    parser.add_argument("--gateways", type=int, default=int(os.environ.get("HX_LAB_GATEWAYS", "1")))
+    parser.add_argument("--gateways", type=int, help="default: HX_LAB_GATEWAYS, or 1")
+    parser.add_argument("--suites", help="Debian release per gateway, e.g. bookworm,trixie (HX_LAB_GATEWAY_SUITES)")
     parser.add_argument("--name", default=DEFAULT_NAME)
     args = parser.parse_args(argv)
-    lab = Lab(name=args.name, gateways=args.gateways)
+    lab = Lab.from_env()
+    suites = tuple(s for s in (args.suites or "").split(",") if s) or lab.gateway_suites
+    lab = replace(lab, name=args.name, gateway_suites=suites,
+                  gateways=max(args.gateways or lab.gateways, len(suites)))
     if args.command == "up":
         started = time.monotonic()
         lab.up()

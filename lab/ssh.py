@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["enable"]:
         print(__doc__)
         return 2
-    lab = Lab(gateways=int(os.environ.get("HX_LAB_GATEWAYS", "1")))
+    lab = Lab.from_env()
     print(enable(lab))
     return 0
 

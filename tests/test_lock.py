@@ -30,6 +30,11 @@ def test_lock_without_hashes_is_refused():
         lock.check_lock("litellm==1.106.2\n")
 
 
+def test_a_glibc_newer_than_uv_knows_resolves_as_the_newest_it_knows():
+    assert lock.TargetPython("3.13.5", "x86_64", "2.41").uv_manylinux == "2_40"
+    assert lock.TargetPython("3.11.2", "x86_64", "2.36").uv_manylinux == "2_36"
+
+
 def test_pip_platforms_cover_older_manylinux_tags():
     tags = lock.TargetPython("3.11.2", "x86_64", "2.36").pip_platforms()
     assert tags[0] == "manylinux_2_36_x86_64" and "manylinux2014_x86_64" in tags and "manylinux_2_17_x86_64" in tags
