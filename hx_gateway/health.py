@@ -1,12 +1,14 @@
-"""Is the service healthy after a (re)start; if not, put the previous generation back.
+"""Will the new state start, and is the service healthy after a (re)start; if not, put the previous
+generation back.
 
-Used by the deploy (python.call after a restart) and by the rollback command.
+Used by the deploy (a canary before the restart, a check after it) and by the rollback command.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import shlex
 
 from pyinfra import host
@@ -14,6 +16,7 @@ from pyinfra import host
 from hx_gateway.evidence import redact_keys
 from hx_gateway.generations import run_tool, spec_of
 from hx_gateway.remote import run_as_root
+from hx_gateway.render import service_environment
 from hx_gateway.settings import Settings
 
 # Runs on the host as root: poll liveliness, give up early if systemd had to restart the service
@@ -28,7 +31,8 @@ def unit(prop):
 deadline, problem = time.time() + limit, f"/health/liveliness did not answer 200 within {limit}s"
 while time.time() < deadline:
     # auto-restart: the main process exited and systemd waits RestartSec before trying again.
-    if unit("NRestarts") not in ("", "0") or unit("ActiveState") == "failed" or unit("SubState") == "auto-restart":
+    state = unit("ActiveState")
+    if unit("NRestarts") not in ("", "0") or state in ("failed", "inactive") or unit("SubState") == "auto-restart":
         problem = f"{service} exited at start (systemd state {unit('ActiveState')}/{unit('SubState')})"
         break
     try:
@@ -55,10 +59,11 @@ class ServiceUnhealthy(RuntimeError):
     pass
 
 
-def health_problem(settings: Settings) -> str:
-    """'' when the service is healthy and serves the declared models, else what is wrong."""
-    args = [f"http://127.0.0.1:{settings.bind_port}", settings.health_timeout, settings.path("litellm.env"),
-            settings.service_name, list(settings.public_models)]
+def health_problem(settings: Settings, port: int | None = None, unit: str | None = None) -> str:
+    """'' when the service (or a canary on `port`, run as `unit`) is healthy and serves the declared
+    models, else what is wrong."""
+    args = [f"http://127.0.0.1:{port or settings.bind_port}", settings.health_timeout, settings.path("litellm.env"),
+            unit or settings.service_name, list(settings.public_models)]
     ok, output = run_as_root(f"python3 -c {shlex.quote(HEALTH_PROBE)} {shlex.quote(json.dumps(args))}")
     return "\n".join(output.stdout_lines).strip() if ok else f"health probe failed: {output.stderr[-500:]}"
 
@@ -66,9 +71,9 @@ def health_problem(settings: Settings) -> str:
 WHY_LINE = re.compile(r"error|exception|traceback|invalid|failed|refused|denied", re.IGNORECASE)
 
 
-def journal_tail(settings: Settings, keep: int = 12) -> str:
+def journal_tail(settings: Settings, keep: int = 12, unit: str | None = None) -> str:
     """The journal lines that say why: errors, once each (every worker repeats them), else the tail."""
-    _, output = run_as_root(f"journalctl -u {settings.service_name} -n 400 --no-pager")
+    _, output = run_as_root(f"journalctl -u {unit or settings.service_name} -n 400 --no-pager")
     lines = output.stdout_lines
     seen, why = set(), []
     for line in lines:
@@ -81,6 +86,47 @@ def journal_tail(settings: Settings, keep: int = 12) -> str:
 
 def restart_service(settings: Settings) -> None:
     run_as_root(f"systemctl daemon-reload && systemctl restart {settings.service_name}")
+
+
+FREE_PORT = "python3 -c \"import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])\""
+
+
+def canary_command(settings: Settings, unit: str, port: int) -> str:
+    """The new state (config, env, auth, venv) as a transient unit on loopback: one process, same user."""
+    environment = service_environment(settings, unit)
+    properties = [f"User={settings.service_user}", f"Group={settings.service_group}",
+                  f"EnvironmentFile={settings.path('litellm.env')}",
+                  *(f"Environment={name}={value}" for name, value in environment.items()),
+                  f"RuntimeDirectory={unit}", "WorkingDirectory=/tmp", "PrivateTmp=yes", "NoNewPrivileges=yes",
+                  "ProtectSystem=strict", "ProtectHome=yes"]
+    return " ".join(["systemd-run", "--quiet", "--collect", f"--unit={unit}",
+                     *(f"-p {shlex.quote(p)}" for p in properties),
+                     f"{settings.venv_root}/current/bin/litellm", "--config", settings.path("config.yaml"),
+                     "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"])
+
+
+def new_state_starts_or_restored(settings: Settings) -> None:
+    """Before restarting a serving gateway: start the new state beside it on a spare loopback port.
+
+    If it does not come up healthy, the running service is never touched: the files go back to the
+    previous generation and the run fails with the canary's journal lines. Clients see nothing.
+    """
+    unit = f"hx-litellm-canary-{secrets.token_hex(4)}"
+    _, found = run_as_root(FREE_PORT)
+    port = int(found.stdout.strip())
+    ok, started = run_as_root(canary_command(settings, unit, port))
+    problem = health_problem(settings, port=port, unit=unit) if ok else f"could not start: {started.stderr[-300:]}"
+    journal = journal_tail(settings, unit=unit) if problem else ""
+    run_as_root(f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null; true")
+    if not problem:
+        return
+    restored = run_tool(spec_of(settings), "restore", "previous")
+    run_as_root("systemctl daemon-reload")
+    files = (f"the files are back to generation {restored['restored']} ({restored['created']})"
+             if restored.get("restored") else f"no generation to restore the files from ({restored.get('why')})")
+    raise ServiceUnhealthy(f"{host.name}: the new state failed its canary start: {problem}. {settings.service_name} "
+                           f"was not restarted and still serves the previous state; {files}. Journal lines of "
+                           f"the canary:\n{journal}")
 
 
 def healthy_or_rolled_back(settings: Settings) -> None:

@@ -107,9 +107,22 @@ def ip_allow_list(settings: Settings, backend_addresses: list[str]) -> list[str]
     return ["localhost", *settings.allowed_client_networks, *sorted(set(backend_addresses))]
 
 
+def service_environment(settings: Settings, runtime_directory: str) -> dict[str, str]:
+    """What LiteLLM and the auth module read from the environment (the unit, and the deploy's canary)."""
+    return {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # never fetch the cost map at start
+        "LITELLM_MODE": "PRODUCTION",  # DEV would load a .env from the working directory
+        "HX_CLIENT_KEYS_FILE": settings.path("client_keys.json"),
+        "HX_LIMITS_DB": f"/run/{runtime_directory}/limits.sqlite",
+        "HOME": "/tmp",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
 def render_unit(settings: Settings, workers: int, backend_addresses: list[str]) -> str:
     return _env.get_template("litellm.service.j2").render(
-        s=settings, workers=workers, ip_allow=ip_allow_list(settings, backend_addresses)
+        s=settings, workers=workers, ip_allow=ip_allow_list(settings, backend_addresses),
+        environment=service_environment(settings, settings.service_name),
     )
 
 

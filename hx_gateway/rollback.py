@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from pyinfra.api import Host
 from pyinfra.api.connect import disconnect_all
 from pyinfra.context import ctx_host
 
 from hx_gateway.checks import Check
-from hx_gateway.evidence import print_outputs, write_evidence
 from hx_gateway.generations import run_tool, spec_of
 from hx_gateway.health import health_problem, restart_service
 from hx_gateway.plan import gateway_plan
 from hx_gateway.settings import Settings
-from hx_gateway.verify import load_state, verify_backends, verify_gateway
+from hx_gateway.verify import load_state, prove
 
 
 def roll_back_host(gateway: Host, settings: Settings, to: str) -> Check:
@@ -45,6 +43,20 @@ def roll_back_host(gateway: Host, settings: Settings, to: str) -> Check:
                  f"journalctl -u {settings.service_name} -n 50 on the host", figures={"generation": name})
 
 
+def list_generations(inventory: str) -> int:
+    state = load_state(inventory)
+    try:
+        for gateway in state.inventory.get_group("litellm", []):
+            ctx_host.set(gateway)
+            status = run_tool(spec_of(gateway_plan(gateway.data.dict(), gateway.name).settings), "status")
+            for gen in status["generations"]:
+                live = "  <- deployed" if gen["digest"] == status["live"] else ""
+                print(f"{gateway.name}  {gen['name']}  {gen['reason']}{live}")
+    finally:
+        disconnect_all(state)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Roll the gateway back to a kept generation")
     parser.add_argument("inventory")
@@ -52,32 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the generations each host keeps")
     parser.add_argument("--evidence-dir", default=".evidence")
     args = parser.parse_args(argv)
-    state = load_state(args.inventory)
-    checks: list[Check] = []
-    plans = []
-    try:
-        for gateway in state.inventory.get_group("litellm", []):
-            plan = gateway_plan(gateway.data.dict(), gateway.name)
-            plans.append(plan)
-            ctx_host.set(gateway)
-            if args.list:
-                status = run_tool(spec_of(plan.settings), "status")
-                for gen in status["generations"]:
-                    live = "  <- deployed" if gen["digest"] == status["live"] else ""
-                    print(f"{gateway.name}  {gen['name']}  {gen['reason']}{live}")
-                continue
-            checks.append(roll_back_host(gateway, plan.settings, args.to))
-            checks += verify_gateway(state, gateway, plan)
-        if plans and not args.list:
-            checks += verify_backends(state, plans[0].settings)
-    finally:
-        disconnect_all(state)
     if args.list:
-        return 0
-    secrets = [v for p in plans for v in p.secrets.all_values()]
-    bundle = write_evidence(Path(args.evidence_dir), checks, [p.settings for p in plans], secrets, action="rollback")
-    print_outputs(checks, [p.settings for p in plans], bundle)
-    return 0 if checks and all(c.ok for c in checks) else 1
+        return list_generations(args.inventory)
+    return prove(args.inventory, args.evidence_dir, action="rollback",
+                 before_checks=lambda gateway, plan: [roll_back_host(gateway, plan.settings, args.to)])
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from pyinfra.api import Config, State
+from pyinfra.api import Config, Host, State
 from pyinfra.api.connect import connect_all, disconnect_all
-from pyinfra.context import ctx_inventory, ctx_state
+from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
 from hx_gateway.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
@@ -81,28 +82,37 @@ def verify_backends(state: State, settings) -> list[Check]:
             for c in verify_backend(host, settings.backends, settings.backend_models())]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Verify the gateway deploy and write the evidence bundle")
-    parser.add_argument("inventory")
-    parser.add_argument("--evidence-dir", default=".evidence")
-    args = parser.parse_args(argv)
-    state = load_state(args.inventory)
+def prove(inventory: str, evidence_dir: str, action: str = "verification",
+          before_checks: Callable[[Host, GatewayPlan], list[Check]] | None = None) -> int:
+    """Check every gateway (after `before_checks`, e.g. a rollback) and backend, write the evidence
+    bundle, print the outputs; the exit code says whether every check passed."""
+    state = load_state(inventory)
     checks: list[Check] = []
     plans = []
     try:
-        gateways = list(state.inventory.get_group("litellm", []))
-        for gateway in gateways:
+        for gateway in state.inventory.get_group("litellm", []):
             plan = gateway_plan(gateway.data.dict(), gateway.name)
             plans.append(plan)
+            ctx_host.set(gateway)  # commands outside operations run on this host
+            if before_checks:
+                checks += before_checks(gateway, plan)
             checks += verify_gateway(state, gateway, plan)
         if plans:
             checks += verify_backends(state, plans[0].settings)
     finally:
         disconnect_all(state)
     secrets = [v for p in plans for v in p.secrets.all_values()]
-    bundle = write_evidence(Path(args.evidence_dir), checks, [p.settings for p in plans], secrets)
+    bundle = write_evidence(Path(evidence_dir), checks, [p.settings for p in plans], secrets, action=action)
     print_outputs(checks, [p.settings for p in plans], bundle)
     return 0 if checks and all(c.ok for c in checks) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Verify the gateway deploy and write the evidence bundle")
+    parser.add_argument("inventory")
+    parser.add_argument("--evidence-dir", default=".evidence")
+    args = parser.parse_args(argv)
+    return prove(args.inventory, args.evidence_dir)
 
 
 if __name__ == "__main__":

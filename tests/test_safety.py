@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from conftest import LAB_INVENTORY, REPO, gateway_url, pyinfra
+from conftest import LAB_INVENTORY, REPO, gateway_url, main_pid, pyinfra
 
 from hx_gateway.load import chat_body, run_load
 from lab.lab import exec_in
@@ -60,19 +60,33 @@ class Poller:
         return windows
 
 
-def test_a_config_litellm_refuses_is_rolled_back(converged, lab_secrets, tmp_path):
+def test_a_config_litellm_refuses_never_reaches_clients(converged, lab_secrets, tmp_path):
     # Measured: LiteLLM 1.106.2 refuses to start with router_settings.health_check_interval.
     (tmp_path / "litellm.py").write_text("extra_router_settings = {'health_check_interval': 30}\n")
+    pid = main_pid()
+    with Poller(lab_secrets["HX_MASTER_KEY"]) as poller:
+        run = pyinfra(secrets_env=lab_secrets, group_data=tmp_path)
+    assert run.returncode != 0
+    assert "failed its canary start" in run.output and "was not restarted" in run.output
+    assert "health_check_interval" in run.output  # the journal line that says why
+    assert "health_check_interval" not in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+    assert main_pid() == pid and poller.outage_windows() == []  # clients never noticed
+    again = pyinfra(secrets_env=lab_secrets)  # the restored files are exactly the declared ones
+    assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
+
+
+def test_a_unit_that_fails_after_the_restart_is_rolled_back(converged, lab_secrets, tmp_path):
+    # The canary (loopback) passes; the real service cannot bind an address the host does not have.
+    (tmp_path / "litellm.py").write_text("bind_host = '192.0.2.10'\n")
     with Poller(lab_secrets["HX_MASTER_KEY"]) as poller:
         run = pyinfra(secrets_env=lab_secrets, group_data=tmp_path)
     assert run.returncode != 0
     assert "Rolled back to generation" in run.output and "the previous generation is serving again" in run.output
-    assert "health_check_interval" in run.output  # the journal line that says why
-    assert "health_check_interval" not in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+    assert "192.0.2.10" not in exec_in("hx-api", "cat", "/etc/systemd/system/litellm.service")
     windows = poller.outage_windows()
     print(f"client-visible outage windows during the failed deploy: {windows} s")
     assert len(windows) <= 1 and all(w != float("inf") for w in windows)  # one gap, then served again
-    again = pyinfra(secrets_env=lab_secrets)  # the restored state is exactly the declared one
+    again = pyinfra(secrets_env=lab_secrets)
     assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
 
 
