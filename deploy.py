@@ -1,7 +1,9 @@
 """The hx-gateway deploy: `pyinfra inventory.py deploy.py` (add `--dry --diff` to preview).
 
-preflight (facts only) -> install -> configure -> service. Proof comes after:
-`python -m hx_gateway.verify inventory.py` (or `./hx deploy`, which runs both).
+preflight (facts only) -> keep generation -> install -> configure -> service (canary, restart, health,
+rollback). Proof comes after:
+`python -m hx_gateway.verify inventory.py` (`./hx lab` runs both in the lab). Preview and change ticket:
+`python -m hx_gateway.ticket inventory.py --out change.md`; rollback: `python -m hx_gateway.rollback inventory.py`.
 """
 
 from pyinfra import host, state

@@ -27,6 +27,7 @@ PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
 PROFILES = {
     "defaults": "",
     "seed_style": "workers = 1\nserver = 'uvicorn'\nchat_route = 'ollama'\n",
+    "openai_route": "chat_route = 'openai'\n",  # the defaults with Ollama's OpenAI-compatible /v1
 }
 ALIAS, OLLAMA_MODEL = "phi3-3.8b", "phi3:3.8b-mini-128k-instruct-q8_0"
 

@@ -72,11 +72,13 @@ def test_a_knob_change_ticket_shows_exactly_that_change_and_its_restart(converge
 
 def test_hand_edits_on_the_host_show_as_drift(converged, lab_secrets, tmp_path):
     exec_in("hx-api", "sh", "-c", "sed -i 's/num_retries: 2/num_retries: 9/' /etc/litellm/config.yaml && "
-                                  "sed -i 's/^RestartSec=3/RestartSec=30/' /etc/systemd/system/litellm.service")
+                                  "sed -i 's/^RestartSec=3/RestartSec=30/' /etc/systemd/system/litellm.service && "
+                                  "chmod 644 /etc/litellm/client_keys.json")
     dry = pyinfra("--dry", "--diff", secrets_env=lab_secrets)
     assert dry.returncode == 0
     assert "-  num_retries: 9" in dry.output and "+  num_retries: 2" in dry.output
     assert "-RestartSec=30" in dry.output and "+RestartSec=3" in dry.output
+    assert "mode 644 -> 640" in dry.output  # owner/mode drift, too (client_keys.json)
     _, data, _ = ticket(lab_secrets, tmp_path / "ticket.md")
     ops = data["hosts"]["@docker/hx-api"]["operations"]
     assert any("config.yaml" in op for op in ops) and any(op.startswith("Service | Unit") for op in ops)
