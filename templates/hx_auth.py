@@ -223,18 +223,21 @@ class ConcurrencyLimits(CustomLogger):
                          "rate_limit_error", retry_after=1)
         return data
 
-    def _release(self, data: dict) -> None:
+    def _release(self, data: dict, user_api_key_dict: UserAPIKeyAuth) -> None:
+        # Only client keys hold leases: the master key's requests never touch the database.
+        if _client_of(user_api_key_dict) is None:
+            return
         lease_id = data.get("litellm_call_id") if isinstance(data, dict) else None
         if lease_id:
             STORE.release(lease_id)
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: UserAPIKeyAuth, response: Any) -> Any:
-        self._release(data)
+        self._release(data, user_api_key_dict)
         return response
 
     async def async_post_call_failure_hook(self, request_data: dict, original_exception: Exception,
                                            user_api_key_dict: UserAPIKeyAuth, traceback_str: str | None = None):
-        self._release(request_data)
+        self._release(request_data, user_api_key_dict)
         return None
 
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: UserAPIKeyAuth, response: Any,
@@ -243,7 +246,7 @@ class ConcurrencyLimits(CustomLogger):
             async for item in response:
                 yield item
         finally:
-            self._release(request_data)
+            self._release(request_data, user_api_key_dict)
 
 
 limits = ConcurrencyLimits()
