@@ -25,6 +25,6 @@ if "litellm" in host.groups:
                     spec=spec_of(plan.settings), reason="before deploy")
     venv = plan.venv_for(facts)
     venv_ops = install(plan.settings, facts, venv)
-    config_ops = configure(plan.settings, plan.secrets, venv.litellm_version)
+    config_ops = configure(plan.settings, plan.secrets, venv.litellm_version, facts)
     service(plan.settings, plan.settings.workers or facts["cpus"], facts["backend_addresses"],
-            {**venv_ops, **config_ops})
+            {**venv_ops, **config_ops}, facts["unit"])

@@ -55,10 +55,46 @@ class GatewayHost(_JsonFact):
 
     default = dict
 
-    def command(self, bind_port: int, venv_root: str) -> str:  # type: ignore[override]
+    def command(self, bind_port: int, venv_root: str, account: tuple[str, str] = ("", ""),  # type: ignore[override]
+                directories: tuple[str, ...] = (), unit: str = "") -> str:
+        """account (user, group), directories and unit: their current state, so the deploy calls the
+        operations that manage them only when something differs (each of their facts is a round trip)."""
         return _python(_LISTENERS + r'''
-import json, os, platform, socket, sys, subprocess
-bind_port, venv_root = json.loads(sys.argv[1])
+import grp, json, os, platform, pwd, socket, stat, sys, subprocess
+bind_port, venv_root, (user, group), directories, unit = json.loads(sys.argv[1])
+def name_of(lookup, ident, attribute):
+    try:
+        return getattr(lookup(ident), attribute)
+    except KeyError:
+        return str(ident)
+def account():
+    found = {"user": None, "group_exists": False}
+    try:
+        grp.getgrnam(group)
+        found["group_exists"] = True
+    except KeyError:
+        pass
+    try:
+        pw = pwd.getpwnam(user)
+        found["user"] = {"group": name_of(grp.getgrgid, pw.pw_gid, "gr_name"), "shell": pw.pw_shell,
+                         "home": pw.pw_dir, "system": pw.pw_uid < 1000}
+    except KeyError:
+        pass
+    return found
+def directory(path):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return {"is_dir": False}
+    return {"is_dir": True, "user": name_of(pwd.getpwuid, st.st_uid, "pw_name"),
+            "group": name_of(grp.getgrgid, st.st_gid, "gr_name"), "mode": format(stat.S_IMODE(st.st_mode), "o")}
+def unit_state():
+    if not unit:
+        return {}
+    run = lambda *argv: subprocess.run(["systemctl", *argv, unit], capture_output=True, text=True).stdout.strip()
+    return {"active": run("is-active") == "active", "enabled": run("is-enabled") == "enabled"}
 def read(path):
     try:
         with open(path) as fh:
@@ -89,8 +125,11 @@ print(json.dumps({
     "installed_litellm": next((d.rsplit("-", 1)[1][:-len(".dist-info")] for d in sorted(
         __import__("glob").glob(os.path.join(target, "lib/python3*/site-packages/litellm-*.dist-info")))), ""),
     "venv": target,
+    "account": account() if user else {},
+    "directories": {d: directory(d) for d in directories},
+    "unit": unit_state(),
 }))
-''', bind_port, venv_root)
+''', bind_port, venv_root, list(account), list(directories), unit)
 
 
 class Listeners(_JsonFact):

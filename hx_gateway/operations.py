@@ -8,18 +8,44 @@ import hashlib
 import hmac
 import secrets as random_source
 from io import BytesIO
+from weakref import WeakKeyDictionary
 
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.util import format_text
 from pyinfra.context import state
+from pyinfra.operations import files
 
 from hx_gateway import changes
 from hx_gateway.facts import FileStates
-from hx_gateway.render import ManagedFile
+from hx_gateway.render import ManagedDirectory, ManagedFile
 
 # One salt per run: the secret files' per-name hashes are comparable within a run and useless after.
 RUN_SALT = random_source.token_hex(16)
+
+
+# pyinfra 3 does not cache facts: read the managed files of a host once per run (per State), not
+# once per file. Every managed_file is planned before any of them runs, so all see the same state.
+_FILE_STATES: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def _file_states(every: list[ManagedFile]) -> dict:
+    per_host = _FILE_STATES.setdefault(state, {})
+    key = (host.name, tuple(every), bool(state.config.DIFF))
+    if key not in per_host:
+        # Secrets never come back as text, only as salted per-name hashes.
+        per_host[key] = host.get_fact(FileStates, paths=[f.path for f in every],
+                                      secret_paths=[f.path for f in every if f.secret], salt=RUN_SALT,
+                                      with_text=bool(state.config.DIFF))
+    return per_host[key]
+
+
+def ensure_directory(directory: ManagedDirectory, seen: dict | None) -> None:
+    """files.directory, only where the GatewayHost fact (`seen`) differs from the declaration: its own
+    fact would be one more round trip per directory on every run."""
+    if not directory.matches(seen):
+        files.directory(name=f"Directory {directory.path}", path=directory.path, user=directory.user,
+                        group=directory.group, mode=directory.mode)
 
 
 class SecretText:
@@ -92,10 +118,7 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
     `--diff` shows a unified diff; for a secret only "contents changed (hidden)" and which names
     changed. Either way the change is recorded for the change ticket.
     """
-    every = sorted(set(batch) | {file}, key=lambda f: f.path)
-    # The same arguments from every file of the batch: one fact, one round trip, secrets never as text.
-    states = host.get_fact(FileStates, paths=[f.path for f in every], secret_paths=[f.path for f in every if f.secret],
-                           salt=RUN_SALT, with_text=bool(state.config.DIFF))
+    states = _file_states(sorted(set(batch) | {file}, key=lambda f: f.path))
     text = content.reveal() if isinstance(content, SecretText) else content
     summary, diff = describe_change(file, states.get(file.path, {}), text)
     if not summary:

@@ -35,7 +35,22 @@ class ManagedFile:
     secret: bool = False
 
 
+@dataclass(frozen=True)
+class ManagedDirectory:
+    """A directory the deploy owns, with owner and mode."""
+
+    path: str
+    user: str
+    group: str
+    mode: str
+
+    def matches(self, seen: dict | None) -> bool:
+        """`seen`: what the GatewayHost fact read (None: missing)."""
+        return seen == {"is_dir": True, "user": self.user, "group": self.group, "mode": self.mode}
+
+
 UNIT_DIR = "/etc/systemd/system"
+CACHE_ON_TARGET = "/var/cache/hx-gateway"  # the uploaded wheelhouse, removed after the install
 
 
 def managed_files(settings: Settings) -> dict[str, ManagedFile]:
@@ -51,6 +66,17 @@ def managed_files(settings: Settings) -> dict[str, ManagedFile]:
         "keys": ManagedFile(settings.path("client_keys.json"), **readable),
         "env": ManagedFile(settings.path("litellm.env"), "root", "root", "600", secret=True),
         "unit": ManagedFile(f"{UNIT_DIR}/{settings.service_name}.service", "root", "root", "644"),
+    }
+
+
+def managed_directories(settings: Settings) -> dict[str, ManagedDirectory]:
+    """Every directory the deploy creates: the one place they are declared. The service reads its
+    config directory as group `litellm`; nothing under the venv root is writable by it."""
+    return {
+        "venv_root": ManagedDirectory(settings.venv_root, "root", "root", "755"),
+        "venvs": ManagedDirectory(f"{settings.venv_root}/venvs", "root", "root", "755"),
+        "cache": ManagedDirectory(CACHE_ON_TARGET, "root", "root", "755"),
+        "config": ManagedDirectory(settings.config_dir, "root", settings.service_group, "750"),
     }
 
 

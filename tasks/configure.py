@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
 from hx_gateway import render
-from hx_gateway.operations import SecretText, managed_file
+from hx_gateway.operations import SecretText, ensure_directory, managed_file
 from hx_gateway.secrets import Secrets
 from hx_gateway.settings import Settings
 
 
 @deploy("Configure")
-def configure(settings: Settings, secrets: Secrets, litellm_version: str) -> dict:
+def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts: dict) -> dict:
     """Returns the operations whose change means the service must restart, by what they manage."""
     managed = render.managed_files(settings)
     batch = tuple(managed.values())
-    files.directory(name=f"Directory {settings.config_dir}", path=settings.config_dir, user="root",
-                    group=settings.service_group, mode="750")
+    config_dir = render.managed_directories(settings)["config"]
+    ensure_directory(config_dir, facts["directories"].get(config_dir.path))
     contents: dict[str, str | SecretText] = {
         "config": render.render_config(settings, litellm_version),
         "auth": render.auth_module(),

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
-from hx_gateway import changes, lock
+from hx_gateway import changes, lock, render
+from hx_gateway.operations import ensure_directory
 from hx_gateway.plan import VenvPlan
+from hx_gateway.render import CACHE_ON_TARGET
 from hx_gateway.settings import Settings
 
-CACHE_ON_TARGET = "/var/cache/hx-gateway"
+NOLOGIN = "/usr/sbin/nologin"
 
 
 # Bytecode is compiled here, as root, because the service cannot write it: measured in the lab, this
@@ -51,6 +53,20 @@ rm -f {archive}
 """
 
 
+def service_account(settings: Settings, seen: dict) -> None:
+    """The `litellm` system user and group; pyinfra's operations run only where the GatewayHost fact
+    (`seen`) differs, since their facts cost several round trips on every run."""
+    if not seen.get("group_exists"):
+        server.group(name=f"Service group {settings.service_group}", group=settings.service_group, system=True)
+    wanted = {"group": settings.service_group, "shell": NOLOGIN, "home": "/nonexistent", "system": True}
+    if seen.get("user") != wanted:
+        server.user(
+            name=f"Service user {settings.service_user} (no login, no home)",
+            user=settings.service_user, group=settings.service_group, system=True,
+            shell=NOLOGIN, home="/nonexistent", create_home=False, ensure_home=False,
+        )
+
+
 @deploy("Install")
 def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
     """Returns the operations whose change means the service must restart, by what they manage."""
@@ -58,14 +74,10 @@ def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
         changes.record("packages", "apt", "install python3-venv, iproute2 (missing)")
         apt.packages(name="Install OS prerequisites", packages=["python3-venv", "iproute2"], update=True,
                      cache_time=3600)
-    server.group(name=f"Service group {settings.service_group}", group=settings.service_group, system=True)
-    server.user(
-        name=f"Service user {settings.service_user} (no login, no home)",
-        user=settings.service_user, group=settings.service_group, system=True,
-        shell="/usr/sbin/nologin", home="/nonexistent", create_home=False, ensure_home=False,
-    )
-    for path in (settings.venv_root, f"{settings.venv_root}/venvs", CACHE_ON_TARGET):
-        files.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="755")
+    service_account(settings, facts["account"])
+    directories = render.managed_directories(settings)
+    for key in ("venv_root", "venvs", "cache"):
+        ensure_directory(directories[key], facts["directories"].get(directories[key].path))
     if venv.installed:
         return {}
     before = f"LiteLLM {facts['installed_litellm']}" if facts.get("installed_litellm") else "no venv"

@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from hx_gateway.facts import GatewayHost, HttpProbes
+from hx_gateway.render import managed_directories
 from hx_gateway.settings import Settings
 
 SKIP_IDENTITY_ENV = "HX_SKIP_IDENTITY_GUARD"
@@ -70,7 +71,10 @@ def backend_problems(probes: list[dict]) -> list[str]:
 @deploy("Preflight")
 def preflight(settings: Settings) -> dict:
     """Read the gateway host and its backends; raise PreflightError listing every problem."""
-    facts = host.get_fact(GatewayHost, bind_port=settings.bind_port, venv_root=settings.venv_root)
+    facts = host.get_fact(GatewayHost, bind_port=settings.bind_port, venv_root=settings.venv_root,
+                          account=(settings.service_user, settings.service_group),
+                          directories=[d.path for d in managed_directories(settings).values()],
+                          unit=f"{settings.service_name}.service")
     probes = host.get_fact(HttpProbes, requests=[{"url": f"{b}/api/version"} for b in settings.backends])
     problems = identity_problems(settings, facts, host.name) + host_problems(settings, facts)
     problems += backend_problems(probes)

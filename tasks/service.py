@@ -29,16 +29,26 @@ def _record_restart(settings: Settings, started, causes: dict[str, object]) -> N
                        f"{', '.join(why)} change")
 
 
+class AlreadyRunning:
+    """In place of systemd.service when the GatewayHost fact saw the unit active and enabled: there
+    is nothing to start, and systemd.service would spend two round trips on its own facts to say so."""
+
+    will_change = False
+
+    def did_change(self) -> bool:
+        return False
+
+
 @deploy("Service")
 def service(settings: Settings, workers: int, backend_addresses: list[str],
-            restart_triggers: dict[str, object]) -> None:
+            restart_triggers: dict[str, object], unit_state: dict) -> None:
     managed = render.managed_files(settings)
     unit = managed_file(name=f"Unit {managed['unit'].path}", file=managed["unit"],
                         content=render.render_unit(settings, workers, backend_addresses),
                         batch=tuple(managed.values()))
     systemd.daemon_reload(name="systemd daemon-reload (unit changed)", _if=unit.did_change)
-    started = systemd.service(name=f"{settings.service_name} enabled and running",
-                              service=settings.service_name, running=True, enabled=True)
+    started = AlreadyRunning() if unit_state == {"active": True, "enabled": True} else systemd.service(
+        name=f"{settings.service_name} enabled and running", service=settings.service_name, running=True, enabled=True)
     triggers = {managed["unit"].path.rsplit("/", 1)[-1]: unit, **restart_triggers}
     _record_restart(settings, started, triggers)
     restart_needed = any_changed(*triggers.values())

@@ -87,6 +87,23 @@ def test_hand_edits_on_the_host_show_as_drift(converged, lab_secrets, tmp_path):
     assert "num_retries: 2" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
 
 
+def test_account_directory_and_unit_drift_shows_and_converges(converged, lab_secrets, tmp_path):
+    """These are read by the one GatewayHost fact (not by each operation's own facts): drift must still
+    show in the dry run and be put right by the next run."""
+    exec_in("hx-api", "sh", "-c", "chmod 700 /etc/litellm && usermod -s /bin/bash litellm && "
+                                  "systemctl disable litellm 2>/dev/null")
+    _, data, _ = ticket(lab_secrets, tmp_path / "ticket.md")
+    ops = data["hosts"]["@docker/hx-api"]["operations"]
+    for expected in ("Service user litellm", "Directory /etc/litellm", "litellm enabled and running"):
+        assert any(expected in op for op in ops), (expected, ops)
+    assert not any("Restart" in op for op in ops)  # none of these needs a restart
+    assert pyinfra(secrets_env=lab_secrets).returncode == 0
+    assert exec_in("hx-api", "sh", "-c", "stat -c %a /etc/litellm; getent passwd litellm | cut -d: -f7; "
+                                         "systemctl is-enabled litellm").split() == ["750", "/usr/sbin/nologin",
+                                                                                    "enabled"]
+    assert pyinfra(secrets_env=lab_secrets).changed_ops() == []
+
+
 def test_master_key_rotation_ticket_names_the_change_never_the_keys(converged, lab_secrets, tmp_path):
     rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
     markdown, data, output = ticket(rotated, tmp_path / "ticket.md")
