@@ -38,8 +38,10 @@ def install_script(settings: Settings, archive_name: str, archive_sha256: str, v
     return f"""set -eu
 venv={venv}
 echo '{archive_sha256}  {archive}' | sha256sum --check --quiet
-rm -rf {CACHE_ON_TARGET}/unpack.*  # left by an interrupted run
-work=$(mktemp -d {CACHE_ON_TARGET}/unpack.XXXXXX)
+# The unpacked wheels and uv's cache sit on the venv's filesystem: uv hardlinks from its cache into
+# the venv there, and copies every file (twice the writes) across filesystems.
+rm -rf {CACHE_ON_TARGET}/unpack.* {settings.venv_root}/unpack.*  # left by an interrupted run
+work=$(mktemp -d {settings.venv_root}/unpack.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$venv"
 tar -xf {archive} -C "$work"
