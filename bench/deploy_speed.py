@@ -51,11 +51,11 @@ def machine_cpu_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def timed_run(*extra: str) -> tuple[float, float, dict[str, float]]:
+def timed_run(*extra: str, inventory: str = "lab/inventory.py") -> tuple[float, float, dict[str, float]]:
     """Wall seconds, machine CPU-seconds, and when each operation started (seconds from launch)."""
     confirm = [] if "--dry" in extra else ["-y"]
     cpu, started = machine_cpu_seconds(), time.monotonic()
-    proc = subprocess.Popen([PYINFRA, *confirm, "lab/inventory.py", "deploy.py", *extra], cwd=REPO, text=True,
+    proc = subprocess.Popen([PYINFRA, *confirm, inventory, "deploy.py", *extra], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     op_starts: dict[str, float] = {}
     tail = []
