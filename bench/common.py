@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import statistics
 import sys
 import time
@@ -11,6 +13,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+
+def use_random_secrets(**extra_env: str) -> str:
+    """Fresh keys for this run, through the environment the deploy reads (never a file); returns
+    the master key."""
+    master_key = "sk-" + secrets.token_urlsafe(32)
+    os.environ.update({"HX_MASTER_KEY": master_key, "HX_CLIENT_KEY_OPEN_WEBUI": "sk-" + secrets.token_urlsafe(32),
+                       "HX_SECRETS_FILE": "/nonexistent", **extra_env})
+    return master_key
 
 
 def seconds(action: Callable[[], object]) -> float:

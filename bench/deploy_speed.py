@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import statistics
 import subprocess
 import sys
 import time
 
-from common import REPO, report
+from common import REPO, report, use_random_secrets
 
 from lab.lab import Lab, exec_in
 
@@ -91,9 +90,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--gateways", type=int, default=1)
     args = parser.parse_args()
-    os.environ.update({"HX_MASTER_KEY": "sk-" + secrets.token_urlsafe(32),
-                       "HX_CLIENT_KEY_OPEN_WEBUI": "sk-" + secrets.token_urlsafe(32),
-                       "HX_SECRETS_FILE": "/nonexistent", "HX_LAB_GATEWAYS": str(args.gateways)})
+    use_random_secrets(HX_LAB_GATEWAYS=str(args.gateways))
     lab = Lab(gateways=args.gateways)
     lab.up()
     gateways = [h.name for h in lab.hosts() if h.role == "gateway"]

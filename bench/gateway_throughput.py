@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, report  # first: it puts the repository on sys.path
+from common import REPO, report, use_random_secrets  # first: it puts the repository on sys.path
 from seed_style import start_seed_gateway, stop_seed_gateway
 
 from hx_gateway.load import chat_body, run_load
@@ -71,9 +70,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()
-    key = "sk-" + secrets.token_urlsafe(32)
-    os.environ.update({"HX_MASTER_KEY": key, "HX_CLIENT_KEY_OPEN_WEBUI": "sk-" + secrets.token_urlsafe(32),
-                       "HX_SECRETS_FILE": "/nonexistent"})
+    key = use_random_secrets()
     Lab().up()
     host = address_of("hx-api")
     gateway, seed = f"http://{host}:4000", f"http://{host}:{SEED_PORT}"

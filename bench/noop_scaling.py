@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
 
-from common import report
+from common import report, use_random_secrets
 from deploy_speed import timed_run
 
 from lab.lab import Lab
@@ -36,9 +35,7 @@ def main() -> None:
     parser.add_argument("--gateways", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    os.environ.update({"HX_MASTER_KEY": "sk-" + secrets.token_urlsafe(32),
-                       "HX_CLIENT_KEY_OPEN_WEBUI": "sk-" + secrets.token_urlsafe(32),
-                       "HX_SECRETS_FILE": "/nonexistent", "HX_LAB_GATEWAYS": str(args.gateways)})
+    use_random_secrets(HX_LAB_GATEWAYS=str(args.gateways))
     lab = Lab(gateways=args.gateways)
     lab.up()
     enable_ssh(lab)
