@@ -85,16 +85,23 @@ def median(samples: list[float]) -> float:
     return round(statistics.median(samples), 2)
 
 
+def converged_lab(gateways: int) -> Lab:
+    """The lab with `gateways` gateway hosts, converged with this run's random secrets (this also
+    builds the wheelhouse once; it is cached on the control node)."""
+    use_random_secrets(HX_LAB_GATEWAYS=str(gateways))
+    lab = Lab(gateways=gateways)
+    lab.up()
+    timed_run()
+    return lab
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--gateways", type=int, default=1)
     args = parser.parse_args()
-    use_random_secrets(HX_LAB_GATEWAYS=str(args.gateways))
-    lab = Lab(gateways=args.gateways)
-    lab.up()
+    lab = converged_lab(args.gateways)
     gateways = [h.name for h in lab.hosts() if h.role == "gateway"]
-    timed_run()  # builds the wheelhouse once (cached on the control node) and converges
 
     converges = []
     dropped = True

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 
-from common import report, use_random_secrets
-from deploy_speed import timed_run
+from common import report
+from deploy_speed import converged_lab, median, timed_run
 
-from lab.lab import Lab
 from lab.ssh import enable as enable_ssh
 
 INVENTORIES = {"docker": "lab/inventory.py", "ssh": "lab/inventory_ssh.py"}
@@ -26,8 +24,7 @@ INVENTORIES = {"docker": "lab/inventory.py", "ssh": "lab/inventory_ssh.py"}
 def measure(inventory: str, gateways: int, runs: int, *extra: str) -> dict[str, float]:
     os.environ["HX_LAB_GATEWAYS"] = str(gateways)  # the lab inventories read it
     samples = [timed_run(*extra, inventory=inventory) for _ in range(runs)]
-    return {"median_s": round(statistics.median(s[0] for s in samples), 2),
-            "machine_cpu_s": round(statistics.median(s[1] for s in samples), 2)}
+    return {"median_s": median([s[0] for s in samples]), "machine_cpu_s": median([s[1] for s in samples])}
 
 
 def main() -> None:
@@ -35,11 +32,7 @@ def main() -> None:
     parser.add_argument("--gateways", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    use_random_secrets(HX_LAB_GATEWAYS=str(args.gateways))
-    lab = Lab(gateways=args.gateways)
-    lab.up()
-    enable_ssh(lab)
-    timed_run()  # converge every gateway once (over docker exec: the faster way in)
+    enable_ssh(converged_lab(args.gateways))  # converged over docker exec: the faster way in
     figures: dict = {"gateways": args.gateways, "runs": args.runs}
     for connector, inventory in INVENTORIES.items():
         for label, extra in (("noop", ()), ("dry", ("--dry",))):

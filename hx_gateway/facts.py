@@ -39,6 +39,18 @@ def listeners():
     return found
 '''
 
+_OWNERSHIP = r'''
+import grp, pwd
+def name(lookup, ident):
+    try:
+        return lookup(ident)[0]
+    except KeyError:
+        return str(ident)
+def ownership(st):
+    return {"user": name(pwd.getpwuid, st.st_uid), "group": name(grp.getgrgid, st.st_gid),
+            "mode": oct(st.st_mode & 0o7777)[2:]}
+'''
+
 
 def _python(program: str, *args: Any) -> str:
     """A shell command that runs `program` with JSON-encoded args as sys.argv[1]."""
@@ -59,14 +71,9 @@ class GatewayHost(_JsonFact):
                 directories: tuple[str, ...] = (), unit: str = "") -> str:
         """account (user, group), directories and unit: their current state, so the deploy calls the
         operations that manage them only when something differs (each of their facts is a round trip)."""
-        return _python(_LISTENERS + r'''
-import grp, json, os, platform, pwd, socket, stat, sys, subprocess
+        return _python(_LISTENERS + _OWNERSHIP + r'''
+import json, os, platform, socket, stat, sys, subprocess
 bind_port, venv_root, (user, group), directories, unit = json.loads(sys.argv[1])
-def name_of(lookup, ident, attribute):
-    try:
-        return getattr(lookup(ident), attribute)
-    except KeyError:
-        return str(ident)
 def account():
     found = {"user": None, "group_exists": False}
     try:
@@ -76,7 +83,7 @@ def account():
         pass
     try:
         pw = pwd.getpwnam(user)
-        found["user"] = {"group": name_of(grp.getgrgid, pw.pw_gid, "gr_name"), "shell": pw.pw_shell,
+        found["user"] = {"group": name(grp.getgrgid, pw.pw_gid), "shell": pw.pw_shell,
                          "home": pw.pw_dir, "system": pw.pw_uid < 1000}
     except KeyError:
         pass
@@ -88,8 +95,7 @@ def directory(path):
         return None
     if not stat.S_ISDIR(st.st_mode):
         return {"is_dir": False}
-    return {"is_dir": True, "user": name_of(pwd.getpwuid, st.st_uid, "pw_name"),
-            "group": name_of(grp.getgrgid, st.st_gid, "gr_name"), "mode": format(stat.S_IMODE(st.st_mode), "o")}
+    return {"is_dir": True, **ownership(st)}
 def unit_state():
     if not unit:
         return {}
@@ -193,14 +199,9 @@ class FileStates(_JsonFact):
     default = dict
 
     def command(self, paths: list[str], secret_paths: list[str], salt: str, with_text: bool) -> str:  # type: ignore[override]
-        return _python(r'''
-import grp, hashlib, hmac, json, os, pwd, sys
+        return _python(_OWNERSHIP + r'''
+import hashlib, hmac, json, os, sys
 paths, secret_paths, salt, with_text = json.loads(sys.argv[1])
-def name(lookup, ident):
-    try:
-        return lookup(ident)[0]
-    except KeyError:
-        return str(ident)
 found = {}
 for path in paths:
     try:
@@ -210,8 +211,7 @@ for path in paths:
         found[path] = {"exists": False}
         continue
     st = os.stat(path)
-    item = {"exists": True, "sha256": hashlib.sha256(data).hexdigest(), "mode": oct(st.st_mode & 0o7777)[2:],
-            "user": name(pwd.getpwuid, st.st_uid), "group": name(grp.getgrgid, st.st_gid)}
+    item = {"exists": True, "sha256": hashlib.sha256(data).hexdigest(), **ownership(st)}
     if path in secret_paths:
         item["entries"] = {}
         for line in data.decode(errors="replace").splitlines():

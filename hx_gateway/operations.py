@@ -31,7 +31,7 @@ _FILE_STATES: WeakKeyDictionary = WeakKeyDictionary()
 
 def _file_states(every: list[ManagedFile]) -> dict:
     per_host = _FILE_STATES.setdefault(state, {})
-    key = (host.name, tuple(every), bool(state.config.DIFF))
+    key = (host.name, tuple(every))
     if key not in per_host:
         # Secrets never come back as text, only as salted per-name hashes.
         per_host[key] = host.get_fact(FileStates, paths=[f.path for f in every],
@@ -40,10 +40,10 @@ def _file_states(every: list[ManagedFile]) -> dict:
     return per_host[key]
 
 
-def ensure_directory(directory: ManagedDirectory, seen: dict | None) -> None:
-    """files.directory, only where the GatewayHost fact (`seen`) differs from the declaration: its own
-    fact would be one more round trip per directory on every run."""
-    if not directory.matches(seen):
+def ensure_directory(directory: ManagedDirectory, seen: dict[str, dict | None]) -> None:
+    """files.directory, only where the GatewayHost fact (`seen`: path -> state) differs from the
+    declaration: its own fact would be one more round trip per directory on every run."""
+    if not directory.matches(seen.get(directory.path)):
         files.directory(name=f"Directory {directory.path}", path=directory.path, user=directory.user,
                         group=directory.group, mode=directory.mode)
 

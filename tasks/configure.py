@@ -15,8 +15,7 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
     """Returns the operations whose change means the service must restart, by what they manage."""
     managed = render.managed_files(settings)
     batch = tuple(managed.values())
-    config_dir = render.managed_directories(settings)["config"]
-    ensure_directory(config_dir, facts["directories"].get(config_dir.path))
+    ensure_directory(render.managed_directories(settings)["config"], facts["directories"])
     contents: dict[str, str | SecretText] = {
         "config": render.render_config(settings, litellm_version),
         "auth": render.auth_module(),

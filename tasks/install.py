@@ -79,7 +79,7 @@ def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
     service_account(settings, facts["account"])
     directories = render.managed_directories(settings)
     for key in ("venv_root", "venvs", "cache"):
-        ensure_directory(directories[key], facts["directories"].get(directories[key].path))
+        ensure_directory(directories[key], facts["directories"])
     if venv.installed:
         return {}
     before = f"LiteLLM {facts['installed_litellm']}" if facts.get("installed_litellm") else "no venv"
