@@ -29,7 +29,7 @@ DEFAULT_NAME = os.environ.get("HX_LAB_NAME", "hx-lab")
 
 # A real backend takes seconds per request; the double answers after this many ms, so requests
 # overlap the way they do in production (least-busy routing sends an idle gateway's requests to
-# the first backend). Benchmarks set it to 0 at run time through /_double/config.
+# the first backend). bench/gateway_throughput.py sets its own delay (configure_double) and puts this back.
 DOUBLE_DELAY_MS = 50
 
 # Models every backend double "has" unless a test says otherwise (the defaults of group_data/all.py).
@@ -177,6 +177,14 @@ class Lab:
         exec_in(container, "systemctl", "daemon-reload")
         exec_in(container, "systemctl", "enable", "--now", "ollama")
         exec_in(container, "systemctl", "restart", "ollama")
+
+
+def configure_double(container: str, change: dict) -> None:
+    """Change a running double's delay, failure status or models (POST /_double/config, from inside
+    the host, the way the gateway reaches it)."""
+    program = ("import sys,urllib.request; urllib.request.urlopen(urllib.request.Request("
+               "'http://127.0.0.1:11434/_double/config', data=sys.argv[1].encode()), timeout=5)")
+    exec_in(container, "python3", "-c", program, json.dumps(change))
 
 
 def _double_config(models: tuple[str, ...] = DEFAULT_BACKEND_MODELS) -> str:

@@ -7,9 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from conftest import gateway_url, pyinfra, random_key
-from test_verify import double
 
-from lab.lab import exec_in
+from lab.lab import DOUBLE_DELAY_MS, configure_double, exec_in
 
 pytestmark = pytest.mark.lab
 
@@ -85,14 +84,14 @@ def test_rpm_limit_gives_exactly_rpm_successes_then_429_with_retry_after(keys):
 
 def test_third_concurrent_request_is_refused_while_two_are_in_flight(keys):
     for backend in ("hx-llm01", "hx-llm02"):
-        double(backend, {"delay_ms": 3000})
+        configure_double(backend, {"delay_ms": 3000})
     try:
         with ThreadPoolExecutor(3) as pool:
             statuses = sorted(r.status_code for r in pool.map(lambda _: call("/v1/chat/completions", keys["narrow"]),
                                                               range(3)))
     finally:
         for backend in ("hx-llm01", "hx-llm02"):
-            double(backend, {"delay_ms": 50})
+            configure_double(backend, {"delay_ms": DOUBLE_DELAY_MS})
     assert statuses == [200, 200, 429]
     assert call("/v1/chat/completions", keys["narrow"]).status_code == 200  # leases were released
 

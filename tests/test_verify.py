@@ -14,7 +14,7 @@ from conftest import REPO, gateway_url, pyinfra
 from test_deploy import host_state
 
 from hx_gateway.checks import VALIDATION_PLAN
-from lab.lab import exec_in
+from lab.lab import configure_double, exec_in
 
 pytestmark = pytest.mark.lab
 
@@ -23,12 +23,6 @@ def verify(secrets_env: dict[str, str], evidence: Path) -> subprocess.CompletedP
     env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent"}
     return subprocess.run([sys.executable, "-m", "hx_gateway.verify", "lab/inventory.py", "--evidence-dir",
                            str(evidence)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
-def double(backend: str, change: dict) -> None:
-    program = ("import sys,urllib.request; urllib.request.urlopen(urllib.request.Request("
-               "'http://127.0.0.1:11434/_double/config', data=sys.argv[1].encode()), timeout=5)")
-    exec_in(backend, "python3", "-c", program, json.dumps(change))
 
 
 def test_healthy_lab_passes_every_check_and_writes_the_bundle(converged, lab_secrets, tmp_path):
@@ -65,7 +59,7 @@ def test_stopped_backend_is_named_and_the_gateway_still_answers(converged, lab_s
 
 
 def test_missing_model_is_named_with_host_and_fix(converged, lab_secrets, tmp_path):
-    double("hx-llm01", {"models": ["phi3:3.8b-mini-128k-instruct-q8_0", "mxbai-embed-large"]})
+    configure_double("hx-llm01", {"models": ["phi3:3.8b-mini-128k-instruct-q8_0", "mxbai-embed-large"]})
     try:
         result = verify(lab_secrets, tmp_path)
         assert result.returncode != 0
@@ -73,7 +67,7 @@ def test_missing_model_is_named_with_host_and_fix(converged, lab_secrets, tmp_pa
         assert "backend_has_model[llama3:8b-instruct-q8_0]" in result.stdout
         assert "ollama pull llama3:8b-instruct-q8_0" in result.stdout
     finally:
-        double("hx-llm01", {"models": ["phi3:3.8b-mini-128k-instruct-q8_0", "llama3:8b-instruct-q8_0",
+        configure_double("hx-llm01", {"models": ["phi3:3.8b-mini-128k-instruct-q8_0", "llama3:8b-instruct-q8_0",
                                        "mxbai-embed-large"]})
 
 
