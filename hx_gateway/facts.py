@@ -6,6 +6,7 @@ Python program for the target's python3 so the output is JSON and parsing stays 
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 from typing import Any
@@ -52,14 +53,60 @@ def ownership(st):
 '''
 
 
-def _python(program: str, *args: Any) -> str:
-    """A shell command that runs `program` with JSON-encoded args as sys.argv[1]."""
-    return f"python3 -c {shlex.quote(program)} {shlex.quote(json.dumps(args))}"
+Program = tuple[str, list[str]]  # a python3 program for the target and its arguments (sys.argv[1:])
+
+
+def _args(*args: Any) -> list[str]:
+    """The facts' programs read their arguments as one JSON list in sys.argv[1]."""
+    return [json.dumps(args)]
+
+
+def shell_command(program: Program) -> str:
+    source, argv = program
+    return " ".join(["python3", "-c", shlex.quote(source), *(shlex.quote(a) for a in argv)])
 
 
 class _JsonFact(FactBase):
+    """A fact whose `program` runs on the target's python3 and prints one JSON document; `Batch`
+    runs several of them in one round trip."""
+
+    def __init_subclass__(cls) -> None:
+        # pyinfra reads a fact's arguments from the signature of `command`: it gets `program`'s.
+        if "program" in cls.__dict__ and "command" not in cls.__dict__:
+            program = cls.__dict__["program"]
+
+            def command(self: _JsonFact, *args: Any, **kwargs: Any) -> str:
+                return shell_command(program(self, *args, **kwargs))
+
+            command.__signature__ = inspect.signature(program)  # type: ignore[attr-defined]
+            cls.command = command  # type: ignore[method-assign]
+        super().__init_subclass__()
+
     def process(self, output: list[str]) -> Any:  # type: ignore[override]
         return json.loads("\n".join(output))
+
+
+_BATCH = r'''
+import contextlib, io, json, sys
+results = []
+for source, argv in json.loads(sys.argv[1]):
+    sys.argv = ["-c", *argv]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(source, "<fact>", "exec"), {"__name__": "__main__"})
+    results.append(json.loads(printed.getvalue()))
+print(json.dumps(results))
+'''
+
+
+class Batch(_JsonFact):
+    """Several facts' programs in one python3 on the target: one round trip instead of one each
+    (each round trip is a `docker exec` or an SSH channel plus sudo). Returns their results in order."""
+
+    default = list
+
+    def program(self, programs: list[Program]) -> Program:  # type: ignore[override]
+        return _BATCH, [json.dumps(programs)]
 
 
 class GatewayHost(_JsonFact):
@@ -67,11 +114,11 @@ class GatewayHost(_JsonFact):
 
     default = dict
 
-    def command(self, bind_port: int, venv_root: str, account: tuple[str, str] = ("", ""),  # type: ignore[override]
-                directories: tuple[str, ...] = (), unit: str = "") -> str:
+    def program(self, bind_port: int, venv_root: str, account: tuple[str, str] = ("", ""),  # type: ignore[override]
+                directories: tuple[str, ...] = (), unit: str = "") -> Program:
         """account (user, group), directories and unit: their current state, so the deploy calls the
         operations that manage them only when something differs (each of their facts is a round trip)."""
-        return _python(_LISTENERS + _OWNERSHIP + r'''
+        return (_LISTENERS + _OWNERSHIP + r'''
 import json, os, platform, socket, stat, sys, subprocess
 bind_port, venv_root, (user, group), directories, unit = json.loads(sys.argv[1])
 def account():
@@ -135,7 +182,7 @@ print(json.dumps({
     "directories": {d: directory(d) for d in directories},
     "unit": unit_state(),
 }))
-''', bind_port, venv_root, list(account), list(directories), unit)
+''', _args(bind_port, venv_root, list(account), list(directories), unit))
 
 
 class Listeners(_JsonFact):
@@ -143,12 +190,12 @@ class Listeners(_JsonFact):
 
     default = list
 
-    def command(self, port: int) -> str:  # type: ignore[override]
-        return _python(_LISTENERS + r'''
+    def program(self, port: int) -> Program:  # type: ignore[override]
+        return (_LISTENERS + r'''
 import json, sys
 (port,) = json.loads(sys.argv[1])
 print(json.dumps([l for l in listeners() if l["port"] == port]))
-''', port)
+''', _args(port))
 
 
 class HttpProbes(_JsonFact):
@@ -156,8 +203,8 @@ class HttpProbes(_JsonFact):
 
     default = list
 
-    def command(self, requests: list[dict[str, Any]], timeout: float = 5.0) -> str:  # type: ignore[override]
-        return _python(r'''
+    def program(self, requests: list[dict[str, Any]], timeout: float = 5.0) -> Program:  # type: ignore[override]
+        return (r'''
 import json, sys, time, socket, urllib.request, urllib.error
 from urllib.parse import urlsplit
 requests, timeout = json.loads(sys.argv[1])
@@ -185,7 +232,7 @@ for req in requests:
     result["ms"] = round((time.monotonic() - started) * 1000, 1)
     results.append(result)
 print(json.dumps(results))
-''', requests, timeout)
+''', _args(requests, timeout))
 
 
 class FileStates(_JsonFact):
@@ -198,8 +245,8 @@ class FileStates(_JsonFact):
 
     default = dict
 
-    def command(self, paths: list[str], secret_paths: list[str], salt: str, with_text: bool) -> str:  # type: ignore[override]
-        return _python(_OWNERSHIP + r'''
+    def program(self, paths: list[str], secret_paths: list[str], salt: str, with_text: bool) -> Program:  # type: ignore[override]
+        return (_OWNERSHIP + r'''
 import hashlib, hmac, json, os, sys
 paths, secret_paths, salt, with_text = json.loads(sys.argv[1])
 found = {}
@@ -222,7 +269,7 @@ for path in paths:
         item["text"] = data.decode(errors="replace")
     found[path] = item
 print(json.dumps(found))
-''', paths, secret_paths, salt, with_text)
+''', _args(paths, secret_paths, salt, with_text))
 
 
 class PeerConnections(_JsonFact):
@@ -243,8 +290,8 @@ class ServiceState(_JsonFact):
 
     default = dict
 
-    def command(self, service: str, venv_root: str) -> str:  # type: ignore[override]
-        return _python(r'''
+    def program(self, service: str, venv_root: str) -> Program:  # type: ignore[override]
+        return (r'''
 import json, subprocess, sys
 service, venv_root = json.loads(sys.argv[1])
 def run(*argv):
@@ -255,4 +302,4 @@ print(json.dumps({"active": run("systemctl", "is-active", service) == "active",
                   "enabled": run("systemctl", "is-enabled", service) == "enabled",
                   "main_pid": run("systemctl", "show", "-p", "MainPID", "--value", service),
                   "litellm_version": version}))
-''', service, venv_root)
+''', _args(service, venv_root))

@@ -7,7 +7,6 @@ command lines, reads it as a fact, and wraps it as an operation.
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 
 from hx_gateway import changes
-from hx_gateway.facts import _JsonFact
+from hx_gateway.fact_cache import cached_fact
+from hx_gateway.facts import Program, _JsonFact, shell_command
 from hx_gateway.remote import run_as_root
 from hx_gateway.render import managed_files
 from hx_gateway.settings import Settings
@@ -32,8 +32,7 @@ def spec_of(settings: Settings) -> dict[str, Any]:
 
 
 def tool_command(spec: dict[str, Any], *args: str) -> str:
-    return " ".join(["python3", "-c", shlex.quote(HOST_TOOL), shlex.quote(json.dumps(spec, sort_keys=True)),
-                     *(shlex.quote(a) for a in args)])
+    return shell_command((HOST_TOOL, [json.dumps(spec, sort_keys=True), *args]))
 
 
 def run_tool(spec: dict[str, Any], *args: str) -> dict[str, Any]:
@@ -49,8 +48,8 @@ class Generations(_JsonFact):
 
     default = dict
 
-    def command(self, spec: dict[str, Any]) -> str:  # type: ignore[override]
-        return tool_command(spec, "status")
+    def program(self, spec: dict[str, Any]) -> Program:  # type: ignore[override]
+        return HOST_TOOL, [json.dumps(spec, sort_keys=True), "status"]
 
 
 @operation()
@@ -63,7 +62,7 @@ def keep_generation(spec: dict[str, Any], reason: str, after_change: bool = Fals
       facts predate the change); pair it with `_if`. Otherwise only when the host holds a state
       no generation has: a first run of this feature, or a hand edit about to be reverted.
     """
-    status = host.get_fact(Generations, spec=spec)
+    status = cached_fact(Generations, spec=spec)
     gens = status.get("generations", [])
     latest = gens[0] if gens else None
     if not after_change:

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import secrets as random_source
 from io import BytesIO
-from weakref import WeakKeyDictionary
 
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
@@ -17,6 +16,7 @@ from pyinfra.context import state
 from pyinfra.operations import files
 
 from hx_gateway import changes
+from hx_gateway.fact_cache import cached_fact
 from hx_gateway.facts import FileStates
 from hx_gateway.render import ManagedDirectory, ManagedFile
 
@@ -24,20 +24,12 @@ from hx_gateway.render import ManagedDirectory, ManagedFile
 RUN_SALT = random_source.token_hex(16)
 
 
-# pyinfra 3 does not cache facts: read the managed files of a host once per run (per State), not
-# once per file. Every managed_file is planned before any of them runs, so all see the same state.
-_FILE_STATES: WeakKeyDictionary = WeakKeyDictionary()
-
-
-def _file_states(every: list[ManagedFile]) -> dict:
-    per_host = _FILE_STATES.setdefault(state, {})
-    key = (host.name, tuple(every))
-    if key not in per_host:
-        # Secrets never come back as text, only as salted per-name hashes.
-        per_host[key] = host.get_fact(FileStates, paths=[f.path for f in every],
-                                      secret_paths=[f.path for f in every if f.secret], salt=RUN_SALT,
-                                      with_text=bool(state.config.DIFF))
-    return per_host[key]
+def file_states_arguments(every: list[ManagedFile]) -> dict:
+    """The FileStates fact's arguments for these files. Secrets never come back as text, only as
+    salted per-name hashes; the text of the others only when the run shows diffs."""
+    ordered = sorted(every, key=lambda f: f.path)
+    return {"paths": [f.path for f in ordered], "secret_paths": [f.path for f in ordered if f.secret],
+            "salt": RUN_SALT, "with_text": bool(state.config.DIFF)}
 
 
 def ensure_directory(directory: ManagedDirectory, seen: dict[str, dict | None]) -> None:
@@ -118,7 +110,8 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
     `--diff` shows a unified diff; for a secret only "contents changed (hidden)" and which names
     changed. Either way the change is recorded for the change ticket.
     """
-    states = _file_states(sorted(set(batch) | {file}, key=lambda f: f.path))
+    # One reading for all of them (preflight usually made it already): not one round trip per file.
+    states = cached_fact(FileStates, **file_states_arguments(list(set(batch) | {file})))
     text = content.reveal() if isinstance(content, SecretText) else content
     summary, diff = describe_change(file, states.get(file.path, {}), text)
     if not summary:

@@ -8,12 +8,13 @@ lab/group_data/ (backend names, environment) and the gateway URL read from Docke
 """
 
 
-from lab.lab import DEFAULT_NAME, Lab, address_of
+from lab.lab import Lab, addresses_of
 
 _lab = Lab.from_env()
+_address = addresses_of([h.name for h in _lab.hosts() if h.role == "gateway"])
 
 litellm = [
-    (f"@docker/{h.name}", {"gateway_url": f"http://{address_of(h.name, DEFAULT_NAME)}:4000"})
+    (f"@docker/{h.name}", {"gateway_url": f"http://{_address[h.name]}:4000"})
     for h in _lab.hosts() if h.role == "gateway"
 ]
 llm = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "backend"]

@@ -7,19 +7,20 @@ container's address as `hxadmin` with the lab's generated key; every operation r
 """
 
 
-from lab.lab import DEFAULT_NAME, Lab, address_of
+from lab.lab import Lab, addresses_of
 from lab.ssh import ADMIN, key_paths
 
 _lab = Lab.from_env()
 _key, _known_hosts = key_paths(_lab.name)
+_address = addresses_of([h.name for h in _lab.hosts()])
 
 
 def _over_ssh(name: str, **data: object) -> tuple[str, dict]:
-    return name, {"ssh_hostname": address_of(name, DEFAULT_NAME), "ssh_user": ADMIN, "ssh_key": str(_key),
+    return name, {"ssh_hostname": _address[name], "ssh_user": ADMIN, "ssh_key": str(_key),
                   "ssh_known_hosts_file": str(_known_hosts), "ssh_strict_host_key_checking": "accept-new",
                   "_sudo": True, **data}
 
 
-litellm = [_over_ssh(h.name, gateway_url=f"http://{address_of(h.name, DEFAULT_NAME)}:4000")
+litellm = [_over_ssh(h.name, gateway_url=f"http://{_address[h.name]}:4000")
            for h in _lab.hosts() if h.role == "gateway"]
 llm = [_over_ssh(h.name) for h in _lab.hosts() if h.role == "backend"]

@@ -8,8 +8,11 @@ import socket
 from pyinfra import host
 from pyinfra.api import deploy
 
-from hx_gateway.facts import GatewayHost, HttpProbes
-from hx_gateway.render import managed_directories
+from hx_gateway.fact_cache import read_together
+from hx_gateway.facts import FileStates, GatewayHost, HttpProbes
+from hx_gateway.generations import Generations, spec_of
+from hx_gateway.operations import file_states_arguments
+from hx_gateway.render import managed_directories, managed_files
 from hx_gateway.settings import Settings
 
 SKIP_IDENTITY_ENV = "HX_SKIP_IDENTITY_GUARD"
@@ -70,12 +73,19 @@ def backend_problems(probes: list[dict]) -> list[str]:
 
 @deploy("Preflight")
 def preflight(settings: Settings) -> dict:
-    """Read the gateway host and its backends; raise PreflightError listing every problem."""
-    facts = host.get_fact(GatewayHost, bind_port=settings.bind_port, venv_root=settings.venv_root,
-                          account=(settings.service_user, settings.service_group),
-                          directories=[d.path for d in managed_directories(settings).values()],
-                          unit=f"{settings.service_name}.service")
-    probes = host.get_fact(HttpProbes, requests=[{"url": f"{b}/api/version"} for b in settings.backends])
+    """Read the gateway host and its backends; raise PreflightError listing every problem.
+
+    One round trip: the managed files and the generations are read here too, for the operations
+    planned after preflight (see fact_cache)."""
+    facts, probes, _, _ = read_together(
+        (GatewayHost, {"bind_port": settings.bind_port, "venv_root": settings.venv_root,
+                       "account": (settings.service_user, settings.service_group),
+                       "directories": [d.path for d in managed_directories(settings).values()],
+                       "unit": f"{settings.service_name}.service"}),
+        (HttpProbes, {"requests": [{"url": f"{b}/api/version"} for b in settings.backends]}),
+        (FileStates, file_states_arguments(list(managed_files(settings).values()))),
+        (Generations, {"spec": spec_of(settings)}),
+    )
     problems = identity_problems(settings, facts, host.name) + host_problems(settings, facts)
     problems += backend_problems(probes)
     if problems:

@@ -1,0 +1,45 @@
+"""A host's facts for this run, read once: several in one round trip, then answered from memory.
+
+pyinfra 3 does not cache facts, and every fact is a round trip (a `docker exec`, or an SSH channel
+plus sudo). Preflight reads everything a no-op run needs in one `Batch`; the operations planned
+after it ask `cached_fact` and get those answers without touching the host again. Deploy code runs
+at planning time, before any change, so every reading in a run sees the same state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from pyinfra import host
+from pyinfra.context import ctx_state
+
+from hx_gateway.facts import Batch, _JsonFact
+
+_READINGS: WeakKeyDictionary = WeakKeyDictionary()  # State -> {(host, fact, arguments): result}
+
+
+def _memo() -> dict:
+    return _READINGS.setdefault(ctx_state.get(), {})
+
+
+def _key(fact: type[_JsonFact], arguments: dict[str, Any]) -> tuple[str, str, str]:
+    return host.name, fact.__name__, json.dumps(arguments, sort_keys=True, default=list)
+
+
+def read_together(*wanted: tuple[type[_JsonFact], dict[str, Any]]) -> list[Any]:
+    """Every (fact, arguments) in one round trip; the results, in order, are kept for `cached_fact`."""
+    results = host.get_fact(Batch, programs=[fact().program(**arguments) for fact, arguments in wanted])
+    memo = _memo()
+    for (fact, arguments), result in zip(wanted, results, strict=True):
+        memo[_key(fact, arguments)] = result
+    return results
+
+
+def cached_fact(fact: type[_JsonFact], **arguments: Any) -> Any:
+    """The fact as read earlier in this run, or read now (and kept)."""
+    memo, key = _memo(), _key(fact, arguments)
+    if key not in memo:
+        memo[key] = host.get_fact(fact, **arguments)
+    return memo[key]
