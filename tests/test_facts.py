@@ -1,0 +1,44 @@
+"""The facts' programs run here against scratch files (they are plain python3 on the host): a Batch
+answers exactly what each fact answers on its own, in order, in one process."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+from pathlib import Path
+
+from hx_gateway.facts import Batch, FileStates, GatewayHost, shell_command
+from hx_gateway.generations import Generations
+
+
+def run(command: str) -> object:
+    return json.loads(subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout)
+
+
+def test_a_batch_answers_what_each_fact_answers_alone(tmp_path: Path):
+    (tmp_path / "config.yaml").write_text("model_list: []\n")
+    (tmp_path / "litellm.env").write_text("LITELLM_MASTER_KEY=sk-secret\n")
+    paths = [str(tmp_path / n) for n in ("config.yaml", "litellm.env", "missing")]
+    spec = {"store": str(tmp_path / "generations"), "keep": 2, "venv_root": str(tmp_path / "opt"),
+            "files": [{"path": paths[0], "user": "root", "group": "root", "mode": "640"}]}
+    wanted = [
+        (FileStates, {"paths": paths, "secret_paths": [paths[1]], "salt": "s", "with_text": True}),
+        (Generations, {"spec": spec}),
+        (FileStates, {"paths": paths[:1], "secret_paths": [], "salt": "t", "with_text": False}),
+    ]
+    together = run(shell_command(Batch().program(programs=[fact().program(**args) for fact, args in wanted])))
+    alone = [run(fact().command(**args)) for fact, args in wanted]
+    assert together == alone
+    files = together[0]
+    assert files[paths[0]]["text"] == "model_list: []\n" and files[paths[2]] == {"exists": False}
+    assert "text" not in files[paths[1]] and "sk-secret" not in json.dumps(together)
+    assert "text" not in together[2][paths[0]]
+
+
+def test_pyinfra_sees_each_programs_arguments_as_the_facts_arguments():
+    # pyinfra binds get_fact's arguments against the signature of `command`.
+    assert list(inspect.signature(GatewayHost.command).parameters) == [
+        "self", "bind_port", "venv_root", "account", "directories", "unit"]
+    bound = inspect.getcallargs(GatewayHost().command, 4000, "/opt/litellm")
+    assert bound["bind_port"] == 4000 and bound["unit"] == ""
