@@ -1,7 +1,8 @@
 """Custom pyinfra facts: read a host's state, change nothing.
 
 Each fact is one command on the target (one `docker exec` / SSH round trip), written as a short
-Python program for the target's python3 so the output is JSON and parsing stays trivial.
+Python program for the target's python3 so the output is JSON and parsing stays trivial. `Batch`
+runs several of these programs in one python3, so preflight reads a host in one round trip.
 """
 
 from __future__ import annotations
