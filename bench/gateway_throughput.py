@@ -69,9 +69,6 @@ def lab_settings() -> Settings:
     return gateway_plan(gateway.data.dict(), gateway.name).settings
 
 
-BACKENDS = ("hx-llm01", "hx-llm02")
-
-
 def measure(url: str, key: str, model: str, concurrency: int, seconds: float) -> dict:
     """One time-bounded level, with the CPU the load generator itself used per request."""
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -88,7 +85,7 @@ def median_round(rounds: list[dict]) -> dict:
 
 
 def set_backend_delay(milliseconds: int) -> None:
-    for backend in BACKENDS:
+    for backend in (h.name for h in Lab().hosts() if h.role == "backend"):
         configure_double(backend, {"delay_ms": milliseconds})
 
 

@@ -198,10 +198,7 @@ def container_info(name: str) -> dict | None:
 
 
 def address_of(container: str, network: str = DEFAULT_NAME) -> str:
-    info = container_info(container)
-    if not info:
-        raise RuntimeError(f"lab host {container} is not running: run `python -m lab.lab up`")
-    return info["NetworkSettings"]["Networks"][network]["IPAddress"]
+    return addresses_of([container], network)[container]
 
 
 def addresses_of(containers: list[str], network: str = DEFAULT_NAME) -> dict[str, str]:

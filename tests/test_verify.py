@@ -68,7 +68,7 @@ def test_missing_model_is_named_with_host_and_fix(converged, lab_secrets, tmp_pa
         assert "ollama pull llama3:8b-instruct-q8_0" in result.stdout
     finally:
         configure_double("hx-llm01", {"models": ["phi3:3.8b-mini-128k-instruct-q8_0", "llama3:8b-instruct-q8_0",
-                                       "mxbai-embed-large"]})
+                                                 "mxbai-embed-large"]})
 
 
 def test_port_taken_by_another_process_stops_preflight_with_its_name(converged, lab_secrets):
