@@ -92,6 +92,22 @@ def test_bad_input_fails_before_any_change(converged, lab_secrets, tmp_path, cas
     assert host_state() == before
 
 
+def test_a_port_held_by_another_service_fails_preflight_naming_it(converged, lab_secrets, tmp_path):
+    # Another user's service on the port the gateway should take: LiteLLM would silently move away.
+    exec_in("hx-api", "systemd-run", "--unit=hx-squatter", "--uid=nobody", "python3", "-m", "http.server", "4100")
+    try:
+        wait_for_listener = "for i in $(seq 50); do ss -Htln | grep -q ':4100 ' && exit 0; sleep 0.1; done; exit 1"
+        exec_in("hx-api", "sh", "-c", wait_for_listener)
+        (tmp_path / "litellm.py").write_text("bind_port = 4100\n")
+        before = host_state()
+        run = pyinfra(secrets_env=lab_secrets, group_data=tmp_path)
+        assert run.returncode != 0
+        assert re.search(r"port: 4100 is already taken by hx-squatter\.service, nobody", run.output), run.output[-2000:]
+        assert host_state() == before
+    finally:
+        exec_in("hx-api", "systemctl", "stop", "hx-squatter", check=False)
+
+
 def test_rotated_key_never_appears_in_dry_diff_verbose_output(converged, lab_secrets):
     rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
     run = pyinfra("--dry", "--diff", "-v", secrets_env=rotated)
