@@ -3,12 +3,16 @@ answers exactly what each fact answers on its own, in order, in one process."""
 
 from __future__ import annotations
 
+import getpass
 import inspect
 import json
+import socket
 import subprocess
 from pathlib import Path
 
-from hx_gateway.facts import Batch, FileStates, GatewayHost, shell_command
+import pytest
+
+from hx_gateway.facts import Batch, FileStates, GatewayHost, Listeners, shell_command
 from hx_gateway.generations import Generations
 
 
@@ -42,3 +46,16 @@ def test_pyinfra_sees_each_programs_arguments_as_the_facts_arguments():
         "self", "bind_port", "venv_root", "account", "directories", "unit"]
     bound = inspect.getcallargs(GatewayHost().command, 4000, "/opt/litellm")
     assert bound["bind_port"] == 4000 and bound["unit"] == ""
+
+
+@pytest.mark.parametrize("family, address", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_listeners_reads_address_port_and_owner_from_proc(family: int, address: str):
+    with socket.socket(family) as listening:
+        try:
+            listening.bind((address, 0))
+        except OSError:
+            pytest.skip(f"no {address} on this machine")
+        listening.listen()
+        port = listening.getsockname()[1]
+        found = run(shell_command(Listeners().program(port=port)))
+    assert [(item["address"], item["port"], item["users"]) for item in found] == [(address, port, [getpass.getuser()])]
