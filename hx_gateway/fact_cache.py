@@ -30,7 +30,8 @@ def _key(fact: type[_JsonFact], arguments: dict[str, Any]) -> tuple[str, str, st
 
 def read_together(*wanted: tuple[type[_JsonFact], dict[str, Any]]) -> list[Any]:
     """Every (fact, arguments) in one round trip; the results, in order, are kept for `cached_fact`."""
-    results = host.get_fact(Batch, programs=[fact().program(**arguments) for fact, arguments in wanted])
+    programs = [fact().program(**arguments) for fact, arguments in wanted]
+    results = host.get_fact(Batch, programs=programs, _stdin=Batch.stdin(programs))
     memo = _memo()
     for (fact, arguments), result in zip(wanted, results, strict=True):
         memo[_key(fact, arguments)] = result

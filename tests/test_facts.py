@@ -16,8 +16,9 @@ from hx_gateway.facts import Batch, FileStates, GatewayHost, Listeners, shell_co
 from hx_gateway.generations import Generations
 
 
-def run(command: str) -> object:
-    return json.loads(subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout)
+def run(command: str, stdin: str | None = None) -> object:
+    return json.loads(subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, text=True,
+                                     check=True).stdout)
 
 
 def test_a_batch_answers_what_each_fact_answers_alone(tmp_path: Path):
@@ -31,13 +32,16 @@ def test_a_batch_answers_what_each_fact_answers_alone(tmp_path: Path):
         (Generations, {"spec": spec}),
         (FileStates, {"paths": paths[:1], "secret_paths": [], "salt": "t", "with_text": False}),
     ]
-    together = run(shell_command(Batch().program(programs=[fact().program(**args) for fact, args in wanted])))
+    programs = [fact().program(**args) for fact, args in wanted]
+    command = Batch().command(programs=programs)
+    together = run(command, stdin=Batch.stdin(programs))
     alone = [run(fact().command(**args)) for fact, args in wanted]
     assert together == alone
     files = together[0]
     assert files[paths[0]]["text"] == "model_list: []\n" and files[paths[2]] == {"exists": False}
     assert "text" not in files[paths[1]] and "sk-secret" not in json.dumps(together)
     assert "text" not in together[2][paths[0]]
+    assert len(command) < 200 and "paths" not in command  # the programs travel on stdin
 
 
 def test_pyinfra_sees_each_programs_arguments_as_the_facts_arguments():

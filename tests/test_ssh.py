@@ -79,6 +79,17 @@ def test_fresh_converge_over_ssh_then_no_changes_then_checks_pass(ssh_lab, conve
     assert verify.returncode == 0, verify.stdout[-4000:]
 
 
+def test_a_no_op_over_ssh_leaves_one_short_line_per_command_in_the_auth_log(ssh_lab, converged, lab_secrets):
+    # sudo logs every command line; the preflight's programs travel on stdin, not in it.
+    since = exec_in("hx-api", "date", "+%s")
+    run = over_ssh(lab_secrets)
+    assert run.returncode == 0 and run.changed_ops() == [], run.output[-3000:]
+    logged = exec_in("hx-api", "journalctl", "-q", "-t", "sudo", "--since", f"@{since}", "-o", "cat")
+    commands = [line for line in logged.splitlines() if "COMMAND=" in line]
+    assert len(commands) == 1, logged[-2000:]
+    assert len(commands[0]) < 400 and "(command continued)" not in logged, commands[0][:600]
+
+
 def test_the_secret_is_never_readable_by_another_account_during_upload(ssh_lab, converged, lab_secrets):
     rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
     report: list[str] = []
