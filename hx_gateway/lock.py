@@ -13,6 +13,7 @@ control node and installed on the target with `--no-index --require-hashes`.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import os
@@ -85,6 +86,7 @@ def pins(lock_text: str) -> dict[str, str]:
     return {name.lower().replace("_", "-"): version for name, version in PIN_RE.findall(lock_text)}
 
 
+@functools.lru_cache(maxsize=8)  # every gateway of a run checks the same ~3,000-line lock
 def check_lock(lock_text: str) -> str:
     """Refuse a lock without hashes or with a compromised LiteLLM; return the LiteLLM version."""
     pinned = pins(lock_text)
