@@ -318,21 +318,16 @@ class PeerConnections(_JsonFact):
         return f"{listing} | python3 -c {shlex.quote(program)}"
 
 
-class ServiceState(_JsonFact):
-    """Is the unit active and enabled, and which LiteLLM does its venv hold."""
+class VenvLitellm(_JsonFact):
+    """The LiteLLM version the deployed venv's own interpreter imports (not just a directory name)."""
 
-    default = dict
+    default = str
 
-    def program(self, service: str, venv_root: str) -> Program:  # type: ignore[override]
+    def program(self, venv_root: str) -> Program:  # type: ignore[override]
         return (r'''
 import json, subprocess, sys
-service, venv_root = json.loads(sys.argv[1])
-def run(*argv):
-    return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
-version = run(f"{venv_root}/current/bin/python", "-c",
-              "import importlib.metadata as m; print(m.version('litellm'))")
-print(json.dumps({"active": run("systemctl", "is-active", service) == "active",
-                  "enabled": run("systemctl", "is-enabled", service) == "enabled",
-                  "main_pid": run("systemctl", "show", "-p", "MainPID", "--value", service),
-                  "litellm_version": version}))
-''', _args(service, venv_root))
+(venv_root,) = json.loads(sys.argv[1])
+print(json.dumps(subprocess.run([f"{venv_root}/current/bin/python", "-c",
+                                 "import importlib.metadata as m; print(m.version('litellm'))"],
+                                capture_output=True, text=True).stdout.strip()))
+''', _args(venv_root))

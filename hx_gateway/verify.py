@@ -20,7 +20,8 @@ from pyinfra_cli.inventory import make_inventory
 
 from hx_gateway.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.evidence import print_outputs, write_evidence
-from hx_gateway.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, ServiceState
+from hx_gateway.fact_cache import read_together
+from hx_gateway.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, VenvLitellm
 from hx_gateway.plan import GatewayPlan, gateway_plan
 
 
@@ -44,13 +45,14 @@ def load_state(inventory_file: str) -> State:
 
 def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
     s = plan.settings
-    facts = gateway.get_fact(GatewayHost, bind_port=s.bind_port, venv_root=s.venv_root)  # includes listeners
-    service = gateway.get_fact(ServiceState, service=s.service_name, venv_root=s.venv_root)
-    probes = gateway.get_fact(HttpProbes, requests=[{"url": f"{b}/api/version"} for b in s.backends])
+    facts, installed_version, probes = read_together(  # one round trip
+        (GatewayHost, {"bind_port": s.bind_port, "venv_root": s.venv_root, "unit": f"{s.service_name}.service"}),
+        (VenvLitellm, {"venv_root": s.venv_root}),
+        (HttpProbes, {"requests": [{"url": f"{b}/api/version"} for b in s.backends]}),
+    )
     lock_version = plan.venv_for(facts).litellm_version
-    checks = gateway_host_checks(gateway.name, s, facts["listeners"], service.get("active", False),
-                                 service.get("enabled", False), service.get("litellm_version", ""), lock_version,
-                                 probes)
+    checks = gateway_host_checks(gateway.name, s, facts["listeners"], facts["unit"].get("active", False),
+                                 facts["unit"].get("enabled", False), installed_version, lock_version, probes)
     backend_hosts = {backend_of(h.name, s.backends): h for h in state.inventory.get_group("llm", [])}
 
     def connections_per_backend() -> dict[str, int]:
