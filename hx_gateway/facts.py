@@ -327,7 +327,10 @@ class VenvLitellm(_JsonFact):
         return (r'''
 import json, subprocess, sys
 (venv_root,) = json.loads(sys.argv[1])
-print(json.dumps(subprocess.run([f"{venv_root}/current/bin/python", "-c",
-                                 "import importlib.metadata as m; print(m.version('litellm'))"],
-                                capture_output=True, text=True).stdout.strip()))
+try:  # "" when nothing is deployed, or the venv cannot import LiteLLM
+    print(json.dumps(subprocess.run([f"{venv_root}/current/bin/python", "-c",
+                                     "import importlib.metadata as m; print(m.version('litellm'))"],
+                                    capture_output=True, text=True).stdout.strip()))
+except OSError:
+    print(json.dumps(""))
 ''', _args(venv_root))

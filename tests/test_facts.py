@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hx_gateway.facts import Batch, FileStates, GatewayHost, Listeners, shell_command
+from hx_gateway.facts import Batch, FileStates, GatewayHost, Listeners, VenvLitellm, shell_command
 from hx_gateway.generations import Generations
 
 
@@ -63,3 +63,13 @@ def test_listeners_reads_address_port_and_owner_from_proc(family: int, address: 
         port = listening.getsockname()[1]
         found = run(shell_command(Listeners().program(port=port)))
     assert [(item["address"], item["port"], item["users"]) for item in found] == [(address, port, [getpass.getuser()])]
+
+
+def test_venv_litellm_asks_the_venvs_own_interpreter_and_is_empty_without_one(tmp_path: Path):
+    assert run(shell_command(VenvLitellm().program(venv_root=str(tmp_path)))) == ""
+    interpreter = tmp_path / "venvs" / "a" / "bin" / "python"
+    interpreter.parent.mkdir(parents=True)
+    interpreter.write_text("#!/bin/sh\necho 1.106.2\n")
+    interpreter.chmod(0o755)
+    (tmp_path / "current").symlink_to(tmp_path / "venvs" / "a")
+    assert run(shell_command(VenvLitellm().program(venv_root=str(tmp_path)))) == "1.106.2"
