@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import paramiko
 import pytest
@@ -81,7 +82,9 @@ def test_fresh_converge_over_ssh_then_no_changes_then_checks_pass(ssh_lab, conve
 
 def test_a_no_op_over_ssh_leaves_one_short_line_per_command_in_the_auth_log(ssh_lab, converged, lab_secrets):
     # sudo logs every command line; the preflight's programs travel on stdin, not in it.
-    since = exec_in("hx-api", "date", "+%s")
+    # From the next whole second on: the previous test's sudo lines may share this one.
+    since = int(exec_in("hx-api", "date", "+%s")) + 1
+    time.sleep(1.1)
     run = over_ssh(lab_secrets)
     assert run.returncode == 0 and run.changed_ops() == [], run.output[-3000:]
     logged = exec_in("hx-api", "journalctl", "-q", "-t", "sudo", "--since", f"@{since}", "-o", "cat")
