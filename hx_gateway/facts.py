@@ -17,41 +17,52 @@ from pyinfra.api import FactBase
 # Shared by the facts below: run on the target, print one JSON document.
 _LISTENERS = r'''
 def listeners(port, owner=None):
-    # From /proc/net/tcp{,6} (no subprocess: this runs on every deploy); the uid column is there
-    # for every socket, root's included. Naming the processes takes `ss -p`/`-e` and is only worth
-    # it for a listener `owner` does not hold (owner None: always).
-    import pwd, socket, subprocess, re, shutil
-    found = []
-    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+    # `ss -l` with the port filter asks the kernel for listening sockets only: its cost does not
+    # grow with a busy gateway's connections, as reading /proc/net/tcp (every socket) does. -e adds
+    # the uid (absent for root) and the cgroup, i.e. the unit. -p adds process names where
+    # /proc/<pid>/fd is readable, but scans every process: only for a listener `owner` does not hold
+    # (owner None: always). Without ss (before the install step adds it), /proc/net/tcp{,6}.
+    import pwd, re, shutil, socket, subprocess
+    def user_of(uid):
         try:
-            with open(table) as fh:
-                rows = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if len(cols) < 8 or cols[3] != "0A":  # 0A: LISTEN
-                continue
-            address, _, port_hex = cols[1].partition(":")
-            if int(port_hex, 16) != port:
-                continue
-            raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            return pwd.getpwuid(int(uid)).pw_name
+        except KeyError:
+            return uid
+    if shutil.which("ss") is None:
+        found = []
+        for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
             try:
-                user = pwd.getpwuid(int(cols[7])).pw_name
-            except KeyError:
-                user = cols[7]
-            found.append({"address": socket.inet_ntop(family, raw), "port": port, "users": [user],
-                          "processes": []})
-    if any(l["users"] != [owner] for l in found) and shutil.which("ss"):
-        # -e adds the cgroup (the unit) even where /proc/<pid>/fd of another user is unreadable
-        # (no CAP_SYS_PTRACE, as in containers); -p adds process names where it is readable.
-        out = subprocess.run(["ss", "-Htlnpe", f"( sport = :{port} )"], capture_output=True, text=True).stdout
-        names = sorted(set(re.findall(r'\(\("([^"]+)"', out))
-                       | set(re.findall(r"cgroup:\S*/([^/\s]+\.(?:service|scope))", out)))
-        for l in found:
-            if l["users"] != [owner]:
-                l["processes"] = names
+                with open(table) as fh:
+                    rows = fh.read().splitlines()[1:]
+            except OSError:
+                continue
+            for cols in (row.split() for row in rows):
+                if len(cols) < 8 or cols[3] != "0A":  # 0A: LISTEN
+                    continue
+                address, _, port_hex = cols[1].partition(":")
+                if int(port_hex, 16) != port:
+                    continue
+                raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.append({"address": socket.inet_ntop(family, raw), "port": port,
+                              "users": [user_of(cols[7])], "processes": []})
+        return found
+    def parse(flags):
+        out = subprocess.run(["ss", flags, f"( sport = :{port} )"], capture_output=True, text=True).stdout
+        found = []
+        for line in out.splitlines():
+            cols = line.split()
+            if len(cols) < 4:
+                continue
+            uid = re.search(r"\buid:(\d+)", line)
+            units = re.findall(r"cgroup:\S*/([^/\s]+\.(?:service|scope))", line)
+            found.append({"address": cols[3].rpartition(":")[0].strip("[]"), "port": port,
+                          "users": [user_of(uid.group(1) if uid else 0)],
+                          "processes": sorted(set(re.findall(r'\(\("([^"]+)"', line)) | set(units))})
+        return found
+    found = parse("-Htlne")
+    if any(l["users"] != [owner] for l in found):
+        found = parse("-Htlnpe")
     return found
 '''
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import getpass
 import inspect
 import json
+import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,8 +54,14 @@ def test_pyinfra_sees_each_programs_arguments_as_the_facts_arguments():
     assert bound["bind_port"] == 4000 and bound["unit"] == ""
 
 
+@pytest.mark.parametrize("with_ss", [True, False], ids=["ss", "proc-without-ss"])
 @pytest.mark.parametrize("family, address", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
-def test_listeners_reads_address_port_and_owner_from_proc(family: int, address: str):
+def test_listeners_reads_address_port_and_owner(family: int, address: str, with_ss: bool, tmp_path: Path):
+    if with_ss and shutil.which("ss") is None:
+        pytest.skip("no ss on this machine")
+    # Without ss on PATH the program reads /proc/net/tcp{,6} (a host before the install step).
+    (tmp_path / "python3").symlink_to(sys.executable)
+    env = None if with_ss else {"PATH": str(tmp_path)}
     with socket.socket(family) as listening:
         try:
             listening.bind((address, 0))
@@ -61,7 +69,9 @@ def test_listeners_reads_address_port_and_owner_from_proc(family: int, address: 
             pytest.skip(f"no {address} on this machine")
         listening.listen()
         port = listening.getsockname()[1]
-        found = run(shell_command(Listeners().program(port=port)))
+        command = shell_command(Listeners().program(port=port))
+        found = json.loads(subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True,
+                                          check=True).stdout)
     assert [(item["address"], item["port"], item["users"]) for item in found] == [(address, port, [getpass.getuser()])]
 
 
