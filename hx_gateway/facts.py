@@ -14,6 +14,8 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from hx_gateway.remote import TARGET_PYTHON
+
 # Shared by the facts below: run on the target, print one JSON document.
 _LISTENERS = r'''
 def listeners(port, owner=None):
@@ -89,7 +91,7 @@ def _args(*args: Any) -> list[str]:
 
 def shell_command(program: Program) -> str:
     source, argv = program
-    return " ".join(["python3", "-c", shlex.quote(source), *(shlex.quote(a) for a in argv)])
+    return " ".join([TARGET_PYTHON, "-c", shlex.quote(source), *(shlex.quote(a) for a in argv)])
 
 
 class _JsonFact(FactBase):
@@ -144,7 +146,7 @@ class Batch(_JsonFact):
         return _BATCH, [json.dumps(programs)]
 
     def command(self, programs: list[Program]) -> str:  # type: ignore[override]
-        return f"python3 -c {shlex.quote(_FROM_STDIN)}"
+        return f"{TARGET_PYTHON} -c {shlex.quote(_FROM_STDIN)}"
 
     @staticmethod
     def stdin(programs: list[Program]) -> str:
@@ -326,7 +328,7 @@ class PeerConnections(_JsonFact):
         program = ("import json,sys; print(json.dumps("
                    "[l.strip().rsplit(':', 1)[0].strip('[]') for l in sys.stdin if l.strip()]))")
         listing = f"ss -Htn state all '( sport = :{int(port)} )' | awk '$1 != \"LISTEN\" {{print $5}}'"
-        return f"{listing} | python3 -c {shlex.quote(program)}"
+        return f"{listing} | {TARGET_PYTHON} -c {shlex.quote(program)}"
 
 
 class VenvLitellm(_JsonFact):

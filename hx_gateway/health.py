@@ -15,7 +15,7 @@ from pyinfra import host
 
 from hx_gateway.evidence import redact_keys
 from hx_gateway.generations import run_tool, spec_of
-from hx_gateway.remote import run_as_root
+from hx_gateway.remote import TARGET_PYTHON, run_as_root
 from hx_gateway.render import service_environment
 from hx_gateway.settings import Settings
 
@@ -64,7 +64,7 @@ def health_problem(settings: Settings, port: int | None = None, unit: str | None
     models, else what is wrong."""
     args = [f"http://127.0.0.1:{port or settings.bind_port}", settings.health_timeout, settings.path("litellm.env"),
             unit or settings.service_name, list(settings.public_models)]
-    ok, output = run_as_root(f"python3 -c {shlex.quote(HEALTH_PROBE)} {shlex.quote(json.dumps(args))}")
+    ok, output = run_as_root(f"{TARGET_PYTHON} -c {shlex.quote(HEALTH_PROBE)} {shlex.quote(json.dumps(args))}")
     return "\n".join(output.stdout_lines).strip() if ok else f"health probe failed: {output.stderr[-500:]}"
 
 
@@ -88,7 +88,8 @@ def restart_service(settings: Settings) -> None:
     run_as_root(f"systemctl daemon-reload && systemctl restart {settings.service_name}")
 
 
-FREE_PORT = "python3 -c \"import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])\""
+FREE_PORT = (f"{TARGET_PYTHON} -c \"import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+             "print(s.getsockname()[1])\"")
 
 
 def canary_command(settings: Settings, unit: str, port: int) -> str:

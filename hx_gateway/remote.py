@@ -10,6 +10,11 @@ from pyinfra import host as current_host
 from pyinfra.api import Host
 from pyinfra.connectors.util import CommandOutput
 
+# Every python3 the deploy starts on a host runs as root, over SSH from the admin's home directory.
+# -I (isolated mode) keeps that directory, user site-packages and PYTHON* variables off sys.path:
+# otherwise a json.py any of the admin's processes left there would run as root (a lab test plants one).
+TARGET_PYTHON = "python3 -I"
+
 
 def run_as_root(command: str, on: Host | None = None) -> tuple[bool, CommandOutput]:
     target = on or current_host

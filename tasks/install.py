@@ -8,6 +8,7 @@ from pyinfra.operations import apt, files, server
 from hx_gateway import changes, lock, render
 from hx_gateway.operations import ensure_directory
 from hx_gateway.plan import VenvPlan
+from hx_gateway.remote import TARGET_PYTHON
 from hx_gateway.render import CACHE_ON_TARGET
 from hx_gateway.settings import Settings
 
@@ -45,8 +46,8 @@ work=$(mktemp -d {settings.venv_root}/unpack.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$venv"
 tar -xf {archive} -C "$work"
-python3 -c "{EXTRACT_UV}" "$work" && chmod 700 "$work/uv"
-python3 -m venv --without-pip "$venv"
+{TARGET_PYTHON} -c "{EXTRACT_UV}" "$work" && chmod 700 "$work/uv"
+{TARGET_PYTHON} -m venv --without-pip "$venv"
 UV_CACHE_DIR="$work/cache" "$work/uv" pip install --no-config --offline --no-index --quiet --find-links "$work" \\
   --require-hashes -r "$work/requirements.lock" --python "$venv/bin/python" {UV_INSTALL_OPTIONS}
 echo {venv_id} > "$venv/.hx-venv-id"

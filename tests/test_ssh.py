@@ -93,6 +93,25 @@ def test_a_no_op_over_ssh_leaves_one_short_line_per_command_in_the_auth_log(ssh_
     assert len(commands[0]) < 400 and "(command continued)" not in logged, commands[0][:600]
 
 
+def test_a_module_planted_in_the_admins_home_never_runs_as_root(ssh_lab, converged, lab_secrets, tmp_path):
+    # The deploy's commands run as root from the admin's home: a python3 that put its working
+    # directory on sys.path would import a json.py any process of the admin's could leave there.
+    # A change with a restart runs them all: preflight, canary, health probe, generations.
+    planted = "/home/hxadmin/json.py"
+    exec_in("hx-api", "sh", "-c", f"rm -f /tmp/hx-planted-ran; echo \"open('/tmp/hx-planted-ran', 'w')\" > {planted}"
+                                  f" && chown hxadmin: {planted}")
+    (tmp_path / "litellm.py").write_text("request_timeout = 45\n")
+    try:
+        for group_data in (tmp_path, None):  # a change, then back to the defaults
+            run = pyinfra(secrets_env=lab_secrets, inventory=SSH_INVENTORY, group_data=group_data)
+            ran = exec_in("hx-api", "sh", "-c", "test -e /tmp/hx-planted-ran && echo ran || echo never", check=False)
+            assert ran == "never", run.output[-2000:]
+            assert run.returncode == 0 and any(op.startswith("Service | Restart") for op in run.changed_ops()), \
+                run.output[-2000:]
+    finally:
+        exec_in("hx-api", "rm", "-f", planted, "/tmp/hx-planted-ran", check=False)
+
+
 def test_the_secret_is_never_readable_by_another_account_during_upload(ssh_lab, converged, lab_secrets):
     rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
     report: list[str] = []
