@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="defaults/seed-style alternations per level")
     parser.add_argument("--backend-delay-ms", type=int, default=0, help="how long the doubles wait to answer")
     args = parser.parse_args()
+    os.chdir(REPO)  # pyinfra finds group_data/ from the working directory (lab_settings reads it)
     key = use_random_secrets()
     Lab().up()
     host = address_of("hx-api")
