@@ -341,7 +341,7 @@ class VenvLitellm(_JsonFact):
 import json, subprocess, sys
 (venv_root,) = json.loads(sys.argv[1])
 try:  # "" when nothing is deployed, or the venv cannot import LiteLLM
-    print(json.dumps(subprocess.run([f"{venv_root}/current/bin/python", "-c",
+    print(json.dumps(subprocess.run([f"{venv_root}/current/bin/python", "-I", "-c",  # -I: see TARGET_PYTHON
                                      "import importlib.metadata as m; print(m.version('litellm'))"],
                                     capture_output=True, text=True).stdout.strip()))
 except OSError:

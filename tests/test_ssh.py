@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -54,6 +55,12 @@ def over_ssh(secrets_env: dict[str, str], *args: str):
     return pyinfra(*args, secrets_env=secrets_env, inventory=SSH_INVENTORY)
 
 
+def verify_over_ssh(secrets_env: dict[str, str], evidence_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent"}
+    return subprocess.run([sys.executable, "-m", "hx_gateway.verify", SSH_INVENTORY, "--evidence-dir",
+                           str(evidence_dir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_root_cannot_log_in_and_the_admin_needs_its_key(ssh_lab):
     key_file, _ = ssh.key_paths(ssh_lab.name)
     for user, key in (("root", str(key_file)), (ssh.ADMIN, None)):
@@ -74,9 +81,7 @@ def test_fresh_converge_over_ssh_then_no_changes_then_checks_pass(ssh_lab, conve
     modes = exec_in("hx-api", "stat", "-c", "%n %a %U %G", "/etc/litellm/litellm.env", "/etc/litellm/config.yaml",
                     "/opt/litellm/current/bin/python")
     assert "/etc/litellm/litellm.env 600 root root" in modes and "/etc/litellm/config.yaml 640 root litellm" in modes
-    env = {**os.environ, **lab_secrets, "HX_SECRETS_FILE": "/nonexistent"}
-    verify = subprocess.run([sys.executable, "-m", "hx_gateway.verify", SSH_INVENTORY, "--evidence-dir",
-                             str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    verify = verify_over_ssh(lab_secrets, tmp_path)
     assert verify.returncode == 0, verify.stdout[-4000:]
 
 
@@ -95,21 +100,28 @@ def test_a_no_op_over_ssh_leaves_one_short_line_per_command_in_the_auth_log(ssh_
 
 def test_a_module_planted_in_the_admins_home_never_runs_as_root(ssh_lab, converged, lab_secrets, tmp_path):
     # The deploy's commands run as root from the admin's home: a python3 that put its working
-    # directory on sys.path would import a json.py any process of the admin's could leave there.
-    # A change with a restart runs them all: preflight, canary, health probe, generations.
-    planted = "/home/hxadmin/json.py"
-    exec_in("hx-api", "sh", "-c", f"rm -f /tmp/hx-planted-ran; echo \"open('/tmp/hx-planted-ran', 'w')\" > {planted}"
-                                  f" && chown hxadmin: {planted}")
+    # directory on sys.path would import a json.py (the facts) or csv.py (importlib.metadata, which
+    # verify runs in the venv) any process of the admin's could leave there. A change with a restart
+    # runs the deploy's: preflight, canary, health probe, generations; then verify runs its own.
+    planted = ["/home/hxadmin/json.py", "/home/hxadmin/csv.py"]
+    plant = "; ".join(f"echo \"open('/tmp/hx-planted-ran', 'w')\" > {p} && chown hxadmin: {p}" for p in planted)
+    exec_in("hx-api", "sh", "-c", f"rm -f /tmp/hx-planted-ran; {plant}")
     (tmp_path / "litellm.py").write_text("request_timeout = 45\n")
+
+    def planted_module_ran() -> bool:
+        return exec_in("hx-api", "sh", "-c", "test -e /tmp/hx-planted-ran && echo ran || echo never") == "ran"
+
     try:
         for group_data in (tmp_path, None):  # a change, then back to the defaults
             run = pyinfra(secrets_env=lab_secrets, inventory=SSH_INVENTORY, group_data=group_data)
-            ran = exec_in("hx-api", "sh", "-c", "test -e /tmp/hx-planted-ran && echo ran || echo never", check=False)
-            assert ran == "never", run.output[-2000:]
+            assert not planted_module_ran(), run.output[-2000:]
             assert run.returncode == 0 and any(op.startswith("Service | Restart") for op in run.changed_ops()), \
                 run.output[-2000:]
+        verify = verify_over_ssh(lab_secrets, tmp_path / "evidence")
+        assert not planted_module_ran(), verify.stdout[-2000:]
+        assert verify.returncode == 0, verify.stdout[-4000:]
     finally:
-        exec_in("hx-api", "rm", "-f", planted, "/tmp/hx-planted-ran", check=False)
+        exec_in("hx-api", "rm", "-f", *planted, "/tmp/hx-planted-ran", check=False)
 
 
 def test_the_secret_is_never_readable_by_another_account_during_upload(ssh_lab, converged, lab_secrets):
