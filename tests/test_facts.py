@@ -18,9 +18,9 @@ from hx_gateway.facts import Batch, FileStates, GatewayHost, Listeners, VenvLite
 from hx_gateway.generations import Generations
 
 
-def run(command: str, stdin: str | None = None) -> object:
-    return json.loads(subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, text=True,
-                                     check=True).stdout)
+def run(command: str, stdin: str | None = None, env: dict[str, str] | None = None) -> object:
+    return json.loads(subprocess.run(["/bin/sh", "-c", command], input=stdin, env=env, capture_output=True,
+                                     text=True, check=True).stdout)
 
 
 def test_a_batch_answers_what_each_fact_answers_alone(tmp_path: Path):
@@ -69,9 +69,7 @@ def test_listeners_reads_address_port_and_owner(family: int, address: str, with_
             pytest.skip(f"no {address} on this machine")
         listening.listen()
         port = listening.getsockname()[1]
-        command = shell_command(Listeners().program(port=port))
-        found = json.loads(subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True,
-                                          check=True).stdout)
+        found = run(shell_command(Listeners().program(port=port)), env=env)
     assert [(item["address"], item["port"], item["users"]) for item in found] == [(address, port, [getpass.getuser()])]
 
 
