@@ -121,3 +121,16 @@ def test_hardening_score_at_most_1_5(converged):
     out = exec_in("hx-api", "systemd-analyze", "security", "litellm.service", "--no-pager", check=False)
     score = float(re.search(r"Overall exposure level for litellm.service:\s*([\d.]+)", out).group(1))
     assert score <= 1.5, out[-1500:]
+
+
+def test_workers_run_the_measured_fast_paths(converged):
+    """locks/litellm.in adds two distributions for speed (bench/README.md): uvicorn must parse HTTP
+    with httptools in every worker, and LiteLLM's OTel logger module must import (without the SDK it
+    fails, and LiteLLM retries that import on every request)."""
+    workers = exec_in("hx-api", "sh", "-c", "pgrep -P $(systemctl show -p MainPID --value litellm)").split()
+    assert workers
+    for pid in workers:
+        assert "/httptools/" in exec_in("hx-api", "cat", f"/proc/{pid}/maps"), f"worker {pid} parses with h11"
+    imported = exec_in("hx-api", "/opt/litellm/current/bin/python", "-I", "-c",
+                       "import litellm.integrations.otel.logger; print('imported')", check=False)
+    assert imported.endswith("imported"), imported[-2000:]
