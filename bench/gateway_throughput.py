@@ -6,8 +6,9 @@ requests straight to an Ollama double; fixed concurrency, time-bounded, medians 
 
 Seed-style = what the operators' notes ran (bench/seed_style.py): `litellm[proxy]` alone, 1 uvicorn
 worker, the `ollama/` route, LiteLLM's own master-key auth, none of the deploy's tuning; it runs
-beside the deployed gateway on the same host and the two are measured level by level. `tuned_one_uvicorn_worker` is the
-deploy with only the seeds' server and route, to show what the server choice alone is worth.
+beside the deployed gateway on the same host and the two are measured level by level.
+`tuned_one_uvicorn_worker` is the deploy with only the seeds' server and route, to show what the
+server choice alone is worth.
 Goal (issue: benchmarks): defaults >= 2x seed-style requests/s at c=8, p99 <= 3x p50, zero errors.
 
 The doubles answer at once by default (--backend-delay-ms 0), so what is measured is the gateway's

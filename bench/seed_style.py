@@ -83,18 +83,18 @@ def seed_config(settings: Settings, master_key: str) -> str:
     }, sort_keys=False)
 
 
-def seed_venv(container: str, deploy_venv: str) -> tuple[str, list[str]]:
-    """The seeds' install set as a venv beside the deployed one; returns it and what was left out."""
+def make_seed_venv(container: str, deploy_venv: str) -> list[str]:
+    """The seeds' install set as a venv at SEED_VENV; returns the distributions left out."""
     exec_in(container, "sh", "-c", f"rm -rf {SEED_VENV} && cp -al $(readlink -f {deploy_venv}) {SEED_VENV}")
-    removed = exec_in(container, f"{SEED_VENV}/bin/python", "-I", "-c", PRUNE_TO_LITELLM_PROXY).split()
-    return SEED_VENV, removed
+    return exec_in(container, f"{SEED_VENV}/bin/python", "-I", "-c", PRUNE_TO_LITELLM_PROXY).split()
 
 
 def start_seed_gateway(container: str, settings: Settings, master_key: str, port: int,
                        venv: str = "seeds") -> list[str]:
     """Starts it and returns the distributions its venv lacks compared with the deployed one."""
     deploy_venv = f"{settings.venv_root}/current"
-    root, removed = seed_venv(container, deploy_venv) if venv == "seeds" else (deploy_venv, [])
+    removed = make_seed_venv(container, deploy_venv) if venv == "seeds" else []
+    root = SEED_VENV if venv == "seeds" else deploy_venv
     exec_in(container, "install", "-d", "-m", "0750", "-o", "root", "-g", settings.service_group,
             CONFIG.rsplit("/", 1)[0])
     write_file(container, CONFIG, seed_config(settings, master_key), mode="0640")

@@ -127,7 +127,7 @@ def test_workers_run_the_measured_fast_paths(converged):
     """locks/litellm.in adds two distributions for speed (bench/README.md): uvicorn must parse HTTP
     with httptools in every worker, and LiteLLM's OTel logger module must import (without the SDK it
     fails, and LiteLLM retries that import on every request)."""
-    workers = exec_in("hx-api", "sh", "-c", "pgrep -P $(systemctl show -p MainPID --value litellm)").split()
+    workers = exec_in("hx-api", "pgrep", "-P", main_pid()).split()
     assert workers
     for pid in workers:
         assert "/httptools/" in exec_in("hx-api", "cat", f"/proc/{pid}/maps"), f"worker {pid} parses with h11"
