@@ -4,17 +4,19 @@ answers exactly what each fact answers on its own, in order, in one process."""
 from __future__ import annotations
 
 import getpass
+import http.server
 import inspect
 import json
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from hx_gateway.facts import Batch, FileStates, GatewayHost, Listeners, VenvLitellm, shell_command
+from hx_gateway.facts import Batch, FileStates, GatewayHost, HttpProbes, Listeners, VenvLitellm, shell_command
 from hx_gateway.generations import Generations
 
 
@@ -81,3 +83,66 @@ def test_venv_litellm_asks_the_venvs_own_interpreter_and_is_empty_without_one(tm
     interpreter.chmod(0o755)
     (tmp_path / "current").symlink_to(tmp_path / "venvs" / "a")
     assert run(shell_command(VenvLitellm().program(venv_root=str(tmp_path)))) == "1.106.2"
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """Answers like Ollama would over HTTP/1.1, with the request echoed back."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/big":
+            self._answer(200, b"x" * 100_000)
+        elif self.path == "/api/version":
+            self._answer(200, json.dumps({"version": "0.0.0", "http": self.request_version}).encode())
+        else:
+            self._answer(404, b'{"error": "not found"}')
+
+    def do_POST(self) -> None:  # noqa: N802
+        sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self._answer(200, json.dumps({"got": sent, "type": self.headers["Content-Type"]}).encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echo_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_probes_answer_status_body_and_time_or_the_error(echo_server: str):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    requests = [{"url": f"{echo_server}/api/version"}, {"url": f"{echo_server}/missing"},
+                {"url": f"{echo_server}/api/show", "json": {"name": "phi3"}}, {"url": f"{echo_server}/big"},
+                {"url": f"http://127.0.0.1:{closed_port}/api/version"},
+                {"url": "http://hx-no-such-host.invalid:11434/api/version"}]
+    version, missing, posted, big, refused, unresolved = run(shell_command(HttpProbes().program(requests, 2.0)))
+    assert version["status"] == 200 and json.loads(version["body"]) == {"version": "0.0.0", "http": "HTTP/1.0"}
+    assert version["addresses"] == ["127.0.0.1"] and version["ms"] > 0 and not version["error"]
+    assert missing["status"] == 404 and "not found" in missing["body"]
+    assert json.loads(posted["body"]) == {"got": {"name": "phi3"}, "type": "application/json"}
+    assert big["status"] == 200 and big["body"] == "x" * 65536
+    assert refused["status"] is None and refused["error"].startswith("ConnectionRefusedError")
+    assert unresolved["error"].startswith("name does not resolve") and unresolved["ms"] is None
+
+
+def test_http_probes_do_not_import_urllib_for_plain_http(echo_server: str):
+    # What the program imports is CPU on every host of every run (urllib.request is ~30 ms there).
+    program, argv = HttpProbes().program([{"url": f"{echo_server}/api/version"}])
+    watched = program.replace("print(json.dumps(results))",
+                              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+                              "('http', 'email', 'ssl') or m == 'urllib.request')))")
+    assert run(shell_command((watched, argv))) == []
