@@ -12,7 +12,6 @@ from hx_gateway.secrets import Secrets, key_digest
 from hx_gateway.settings import ModelAlias, Settings
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
-AUTH_MODULE = TEMPLATE_DIR / "hx_auth.py"
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -63,6 +62,7 @@ def managed_files(settings: Settings) -> dict[str, ManagedFile]:
     return {
         "config": ManagedFile(settings.path("config.yaml"), **readable),
         "auth": ManagedFile(settings.path("hx_auth.py"), **readable),
+        "speedups": ManagedFile(settings.path("hx_speedups.py"), **readable),
         "keys": ManagedFile(settings.path("client_keys.json"), **readable),
         "env": ManagedFile(settings.path("litellm.env"), "root", "root", "600", secret=True),
         "unit": ManagedFile(f"{UNIT_DIR}/{settings.service_name}.service", "root", "root", "644"),
@@ -168,5 +168,6 @@ def render_client_keys(settings: Settings, secrets: Secrets) -> str:
     return json.dumps({"client_keys": keys}, indent=2, sort_keys=True) + "\n"
 
 
-def auth_module() -> str:
-    return AUTH_MODULE.read_text()
+def python_module(name: str) -> str:
+    """A module LiteLLM loads from the config directory (templates/hx_auth.py, hx_speedups.py), as it is."""
+    return (TEMPLATE_DIR / f"{name}.py").read_text()

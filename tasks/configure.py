@@ -1,4 +1,4 @@
-"""Configure: config.yaml, the secret env file, the auth module and the client key digests."""
+"""Configure: config.yaml, the secret env file, the auth and speed-ups modules, the client key digests."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
     ensure_directory(render.managed_directories(settings)["config"], facts["directories"])
     contents: dict[str, str | SecretText] = {
         "config": render.render_config(settings, litellm_version),
-        "auth": render.auth_module(),
+        "auth": render.python_module("hx_auth"),
+        "speedups": render.python_module("hx_speedups"),
         "keys": render.render_client_keys(settings, secrets),
         "env": SecretText(render.render_env(secrets)),
     }
-    labels = {"config": "Render", "auth": "Auth module", "keys": "Client key digests", "env": "Secret env file"}
+    labels = {"config": "Render", "auth": "Auth module", "speedups": "Speed-ups module", "keys": "Client key digests",
+              "env": "Secret env file"}
     ops = {}
     for key, content in contents.items():
         file = managed[key]

@@ -1,4 +1,5 @@
-"""Gateway auth without a database, loaded by LiteLLM from the config directory.
+"""Gateway auth without a database, loaded by LiteLLM from the config directory (it also installs
+hx_speedups.py, beside it).
 
 `general_settings.custom_auth: hx_auth.user_api_key_auth` and `litellm_settings.callbacks:
 ["hx_auth.limits"]` in config.yaml. What a client gets:
@@ -285,3 +286,17 @@ class ConnectionFailover(CustomLogger):
 
 
 failover = ConnectionFailover()
+
+
+def _load_sibling(name: str) -> Any:
+    """A module beside this file, loaded the way LiteLLM loads this one (by path, not sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+# LiteLLM loads this module from the config directory at start; the speed-ups ride along.
+_load_sibling("hx_speedups").install()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -123,6 +124,10 @@ def test_hardening_score_at_most_1_5(converged):
     assert score <= 1.5, out[-1500:]
 
 
+# Importing LiteLLM outside the unit would fetch the cost map from the internet; never from a test.
+LOCAL_COST_MAP = "LITELLM_LOCAL_MODEL_COST_MAP=True"
+
+
 def test_workers_run_the_measured_fast_paths(converged):
     """locks/litellm.in adds two distributions for speed (bench/README.md): uvicorn must parse HTTP
     with httptools in every worker, and LiteLLM's OTel logger module must import (without the SDK it
@@ -131,6 +136,46 @@ def test_workers_run_the_measured_fast_paths(converged):
     assert workers
     for pid in workers:
         assert "/httptools/" in exec_in("hx-api", "cat", f"/proc/{pid}/maps"), f"worker {pid} parses with h11"
-    imported = exec_in("hx-api", "/opt/litellm/current/bin/python", "-I", "-c",
+    imported = exec_in("hx-api", "env", LOCAL_COST_MAP, "/opt/litellm/current/bin/python", "-I", "-c",
                        "import litellm.integrations.otel.logger; print('imported')", check=False)
     assert imported.endswith("imported"), imported[-2000:]
+
+
+# Run by the venv's python on the gateway: hx_auth.py loaded the way LiteLLM loads it (which installs
+# hx_speedups.py), then the patched answer compared with LiteLLM's own for cost-map names in any case,
+# names it lacks, a key registered later, and a replaced map. Prints one JSON document.
+SPEEDUP_PROBE = r"""
+import json, os, sys
+import litellm
+from litellm.llms.ollama.common_utils import OllamaModelInfo
+from litellm.proxy.types_utils.utils import get_instance_fn
+get_instance_fn("hx_auth.user_api_key_auth", sys.argv[1])
+patched = OllamaModelInfo._is_static_ollama_model
+original = getattr(patched, "unpatched", None)
+some = [k for k in litellm.model_cost if k.startswith("ollama")][:3]
+names = [*some, *(k.upper() for k in some), "ollama_chat/phi3:3.8b-mini-128k-instruct-q8_0", "ollama/llama3",
+         "hx-not-a-model", "ollama_chat/HX-NEW:1b"]
+def answers():
+    return [patched(n) for n in names], [original(n) for n in names] if original else []
+before = answers()
+litellm.register_model({"ollama_chat/hx-new:1b": {"litellm_provider": "ollama", "mode": "chat"}})  # as hx-new:1b
+registered = answers()
+litellm.model_cost = {"ollama/hx-only:1b": {}}
+replaced = answers()
+print(json.dumps({"patched": bool(getattr(patched, "hx_speedup", False)), "rounds": [before, registered, replaced]}))
+"""
+
+
+def test_the_speedup_is_installed_and_answers_what_litellm_answers(converged):
+    """hx_speedups.py keeps LiteLLM's lower-cased cost-map keys between calls (~10 % of a worker's CPU,
+    bench/README.md); its answers must stay LiteLLM's own, also after the map changes."""
+    out = exec_in("hx-api", "env", LOCAL_COST_MAP, "/opt/litellm/current/bin/python", "-I", "-c", SPEEDUP_PROBE,
+                  "/etc/litellm/config.yaml", check=False)
+    found = json.loads(out.splitlines()[-1])
+    assert found["patched"], out[-2000:]
+    for patched, original in found["rounds"]:
+        assert patched == original
+    before, registered, replaced = (p for p, _ in found["rounds"])
+    assert before[:3] == [True] * 3 and before[-1] is False and registered[-1] is True  # a key registered later is seen
+    assert replaced[:3] == [False] * 3  # a replaced map is read again
+    assert "nothing patched" not in exec_in("hx-api", "journalctl", "-u", "litellm", "--no-pager", check=False)
