@@ -133,3 +133,16 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
     yield FileUploadCommand(BytesIO(text.encode()), temp, remote_temp_filename=f"{private}/payload")
     yield StringCommand("chown", f"{file.user}:{file.group}", temp, "&&", "chmod", file.mode, temp,
                         "&&", "mv", "-f", temp, file.path, "&&", "rm", "-rf", private)
+
+
+@operation(is_idempotent=False)
+def restart_service(service: str):
+    """
+    Restart a systemd unit; the caller decides when, with `_if`.
+
+    + service: the unit's name
+
+    No facts: systemd.service reads the unit's state first, and a dry run plans every operation
+    without evaluating `_if`, so that read was one more round trip per host on every `--dry`.
+    """
+    yield StringCommand("systemctl", "restart", QuoteString(service))

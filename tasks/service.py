@@ -11,7 +11,7 @@ from pyinfra.operations.util import any_changed
 from hx_gateway import changes, render
 from hx_gateway.generations import keep_generation, spec_of
 from hx_gateway.health import healthy_or_rolled_back, new_state_starts_or_restored
-from hx_gateway.operations import managed_file
+from hx_gateway.operations import managed_file, restart_service
 from hx_gateway.settings import Settings
 
 
@@ -52,12 +52,14 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
     triggers = {managed["unit"].path.rsplit("/", 1)[-1]: unit, **restart_triggers}
     _record_restart(settings, started, triggers)
     restart_needed = any_changed(*triggers.values())
+
+    def restart_now() -> bool:  # evaluated when the run gets there: the triggers have run by then
+        return restart_needed() and not started.did_change()
+
     python.call(name="Canary: the new state starts on a spare port before the restart (else restore)",
-                function=new_state_starts_or_restored, settings=settings,
-                _if=lambda: restart_needed() and not started.did_change())
-    restarted = systemd.service(name=f"Restart {settings.service_name} (unit, config, env or venv changed)",
-                                service=settings.service_name, restarted=True,
-                                _if=lambda: restart_needed() and not started.did_change())
+                function=new_state_starts_or_restored, settings=settings, _if=restart_now)
+    restarted = restart_service(name=f"Restart {settings.service_name} (unit, config, env or venv changed)",
+                                service=settings.service_name, _if=restart_now)
     python.call(name=f"Wait for {settings.service_name} health and smoke check (else roll back)",
                 function=healthy_or_rolled_back, settings=settings, _if=any_changed(started, restarted))
     keep_generation(name="Keep the state now serving as a generation", spec=spec_of(settings), reason="deployed",
