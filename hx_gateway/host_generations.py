@@ -1,6 +1,6 @@
 """Generations of a gateway host's deployed state, kept on the host itself (runs there, as root).
 
-A generation is a copy of every managed file (config, auth module, key digests, secret env file,
+A generation is a copy of every managed file (config, auth and speed-ups modules, key digests, env file,
 unit) plus the venv `current` pointed to, under a directory only root can read. The deploy records
 one after every successful change and before it overwrites a state it has not seen (drift); a failed
 restart, or an operator, restores one.

@@ -141,14 +141,21 @@ def test_workers_run_the_measured_fast_paths(converged):
     assert imported.endswith("imported"), imported[-2000:]
 
 
-# Run by the venv's python on the gateway: hx_auth.py loaded the way LiteLLM loads it (which installs
-# hx_speedups.py), then the patched answer compared with LiteLLM's own for cost-map names in any case,
-# names it lacks, a key registered later, and a replaced map. Prints one JSON document.
+# Run by the venv's python on the gateway: hx_speedups.py refusing another LiteLLM version; hx_auth.py
+# loaded the way LiteLLM loads it (which installs hx_speedups.py); then the patched answer compared
+# with LiteLLM's own for cost-map names in any case, names it lacks, a key registered later, and a
+# replaced map. Prints one JSON document.
 SPEEDUP_PROBE = r"""
-import json, os, sys
+import importlib.util, json, os, sys
 import litellm
 from litellm.llms.ollama.common_utils import OllamaModelInfo
 from litellm.proxy.types_utils.utils import get_instance_fn
+beside_config = os.path.join(os.path.dirname(sys.argv[1]), "hx_speedups.py")
+spec = importlib.util.spec_from_file_location("hx_speedups", beside_config)
+speedups = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(speedups)
+speedups.MEASURED_ON = "0.0.0"  # as if LiteLLM had been upgraded under it
+refused = speedups.install() is False and not hasattr(OllamaModelInfo._is_static_ollama_model, "hx_speedup")
 get_instance_fn("hx_auth.user_api_key_auth", sys.argv[1])
 patched = OllamaModelInfo._is_static_ollama_model
 original = getattr(patched, "unpatched", None)
@@ -162,7 +169,8 @@ litellm.register_model({"ollama_chat/hx-new:1b": {"litellm_provider": "ollama", 
 registered = answers()
 litellm.model_cost = {"ollama/hx-only:1b": {}}
 replaced = answers()
-print(json.dumps({"patched": bool(getattr(patched, "hx_speedup", False)), "rounds": [before, registered, replaced]}))
+print(json.dumps({"patched": bool(getattr(patched, "hx_speedup", False)), "other_version_refused": refused,
+                  "rounds": [before, registered, replaced]}))
 """
 
 
@@ -172,7 +180,7 @@ def test_the_speedup_is_installed_and_answers_what_litellm_answers(converged):
     out = exec_in("hx-api", "env", LOCAL_COST_MAP, "/opt/litellm/current/bin/python", "-I", "-c", SPEEDUP_PROBE,
                   "/etc/litellm/config.yaml", check=False)
     found = json.loads(out.splitlines()[-1])
-    assert found["patched"], out[-2000:]
+    assert found["patched"] and found["other_version_refused"], out[-2000:]
     for patched, original in found["rounds"]:
         assert patched == original
     before, registered, replaced = (p for p, _ in found["rounds"])
