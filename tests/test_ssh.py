@@ -85,13 +85,18 @@ def test_fresh_converge_over_ssh_then_no_changes_then_checks_pass(ssh_lab, conve
     assert verify.returncode == 0, verify.stdout[-4000:]
 
 
-def test_a_no_op_over_ssh_leaves_one_short_line_per_command_in_the_auth_log(ssh_lab, converged, lab_secrets):
-    # sudo logs every command line; the preflight's programs travel on stdin, not in it.
+@pytest.mark.parametrize("mode", [(), ("--dry",)], ids=["no-op", "dry-run"])
+def test_a_no_op_over_ssh_sends_one_command_with_one_short_line_in_the_auth_log(ssh_lab, converged, lab_secrets,
+                                                                                  mode):
+    # sudo logs every command line; the preflight's programs travel on stdin, not in it. A dry run
+    # plans operations without evaluating their _if: none of them may read a fact of its own.
     # From the next whole second on: the previous test's sudo lines may share this one.
     since = int(exec_in("hx-api", "date", "+%s")) + 1
     time.sleep(1.1)
-    run = over_ssh(lab_secrets)
+    run = over_ssh(lab_secrets, *mode)
     assert run.returncode == 0 and run.changed_ops() == [], run.output[-3000:]
+    # Nothing the service reads changes, so what would follow a change is not even planned.
+    assert "Canary" not in run.output and "Restart litellm" not in run.output, run.output[-3000:]
     logged = exec_in("hx-api", "journalctl", "-q", "-t", "sudo", "--since", f"@{since}", "-o", "cat")
     commands = [line for line in logged.splitlines() if "COMMAND=" in line]
     assert len(commands) == 1, logged[-2000:]
