@@ -9,6 +9,7 @@ import inspect
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -146,3 +147,22 @@ def test_http_probes_do_not_import_urllib_for_plain_http(echo_server: str):
                               "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
                               "('http', 'email', 'ssl') or m == 'urllib.request')))")
     assert run(shell_command((watched, argv))) == []
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl to make a certificate")
+def test_http_probes_speak_tls_to_https_and_verify_the_certificate(tmp_path: Path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (answer,) = run(shell_command(HttpProbes().program([{"url": f"https://127.0.0.1:{server.server_address[1]}/"}])))
+    finally:
+        server.shutdown()
+        server.server_close()
+    # A certificate no authority signed is refused, as urllib would: the probe spoke TLS and checked it.
+    assert answer["status"] is None and "CERTIFICATE_VERIFY_FAILED" in answer["error"], answer
