@@ -51,9 +51,9 @@ def cached_is_static_ollama_model(litellm: Any, strip_prefix: Any, lowered: Lowe
 
 def install() -> bool:
     """Patch once per process (hx_auth.py is loaded several times); True when the patch is in."""
-    if version("litellm") != MEASURED_ON:
-        log.warning("hx_speedups: LiteLLM %s is not %s, the version measured; nothing patched",
-                    version("litellm"), MEASURED_ON)
+    installed = version("litellm")
+    if installed != MEASURED_ON:
+        log.warning("hx_speedups: LiteLLM %s is not %s, the version measured; nothing patched", installed, MEASURED_ON)
         return False
     import litellm
     from litellm.llms.ollama.common_utils import OllamaModelInfo
