@@ -16,31 +16,63 @@ from pyinfra.api import FactBase
 
 from hx_gateway.remote import TARGET_PYTHON
 
-# Shared by the facts below: run on the target, print one JSON document.
-_LISTENERS = r'''
+# Shared by the facts below: run on the target, print one JSON document. What a program imports and
+# starts is CPU on every host of every run (the no-op's main cost on a fleet), so the helpers start
+# other programs with posix_spawn (importing subprocess costs more than most of them run) and the
+# happy path starts as few as it can.
+_SPAWN = r'''
+import os
+def which(name):
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(folder or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+def output_of(argv):
+    # stdout of argv as text ("" when it cannot start); stderr is dropped.
+    path = which(argv[0])
+    if path is None:
+        return ""
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.posix_spawn(path, argv, os.environ, file_actions=[
+            (os.POSIX_SPAWN_DUP2, write_end, 1), (os.POSIX_SPAWN_CLOSE, read_end),
+            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+    finally:
+        os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as pipe:
+        for chunk in iter(lambda: pipe.read(65536), b""):
+            chunks.append(chunk)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode(errors="replace")
+'''
+
+_LISTENERS = _SPAWN + r'''
 def listeners(port, owner=None):
-    # `ss -l` with the port filter asks the kernel for listening sockets only: its cost does not
-    # grow with a busy gateway's connections, as reading /proc/net/tcp (every socket) does. -e adds
-    # the uid (absent for root) and the cgroup, i.e. the unit. -p adds process names where
-    # /proc/<pid>/fd is readable, but scans every process: only for a listener `owner` does not hold
-    # (owner None: always). Without ss (before the install step adds it), /proc/net/tcp{,6}.
-    import pwd, re, shutil, socket, subprocess
+    # /proc/net/tcp{,6} list every listening socket before any other (the kernel walks its listening
+    # hash first), so reading stops at the first row in another state: the cost does not grow with a
+    # busy gateway's connections. The rows give address and uid. Only a listener `owner` does not
+    # hold (owner None: any) is named by process and unit, with `ss -p -e`: it scans every process
+    # and the whole cgroup tree.
+    import pwd, re, socket
     def user_of(uid):
         try:
             return pwd.getpwuid(int(uid)).pw_name
         except KeyError:
-            return uid
-    if shutil.which("ss") is None:
-        found = []
-        for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
-            try:
-                with open(table) as fh:
-                    rows = fh.read().splitlines()[1:]
-            except OSError:
-                continue
-            for cols in (row.split() for row in rows):
-                if len(cols) < 8 or cols[3] != "0A":  # 0A: LISTEN
-                    continue
+            return str(uid)
+    found = []
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            fh = open(table)
+        except OSError:
+            continue
+        with fh:
+            fh.readline()  # the header
+            for row in fh:
+                cols = row.split()
+                if len(cols) < 8 or cols[3] != "0A":  # 0A: LISTEN; every later row is another state
+                    break
                 address, _, port_hex = cols[1].partition(":")
                 if int(port_hex, 16) != port:
                     continue
@@ -48,24 +80,19 @@ def listeners(port, owner=None):
                 raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
                 found.append({"address": socket.inet_ntop(family, raw), "port": port,
                               "users": [user_of(cols[7])], "processes": []})
+    if all(l["users"] == [owner] for l in found):
         return found
-    def parse(flags):
-        out = subprocess.run(["ss", flags, f"( sport = :{port} )"], capture_output=True, text=True).stdout
-        found = []
-        for line in out.splitlines():
-            cols = line.split()
-            if len(cols) < 4:
-                continue
-            uid = re.search(r"\buid:(\d+)", line)
-            units = re.findall(r"cgroup:\S*/([^/\s]+\.(?:service|scope))", line)
-            found.append({"address": cols[3].rpartition(":")[0].strip("[]"), "port": port,
-                          "users": [user_of(uid.group(1) if uid else 0)],
-                          "processes": sorted(set(re.findall(r'\(\("([^"]+)"', line)) | set(units))})
-        return found
-    found = parse("-Htlne")
-    if any(l["users"] != [owner] for l in found):
-        found = parse("-Htlnpe")
-    return found
+    named = []
+    for line in output_of(["ss", "-Htlnpe", f"( sport = :{port} )"]).splitlines():
+        cols = line.split()
+        if len(cols) < 4:
+            continue
+        uid = re.search(r"\buid:(\d+)", line)
+        units = re.findall(r"cgroup:\S*/([^/\s]+\.(?:service|scope))", line)
+        named.append({"address": cols[3].rpartition(":")[0].strip("[]"), "port": port,
+                      "users": [user_of(uid.group(1) if uid else 0)],
+                      "processes": sorted(set(re.findall(r'\(\("([^"]+)"', line)) | set(units))})
+    return named or found  # without ss (before the install step adds it): the rows alone
 '''
 
 _OWNERSHIP = r'''
@@ -163,7 +190,7 @@ class GatewayHost(_JsonFact):
         """account (user, group), directories and unit: their current state, so the deploy calls the
         operations that manage them only when something differs (each of their facts is a round trip)."""
         return (_LISTENERS + _OWNERSHIP + r'''
-import importlib.util, json, os, platform, socket, stat, sys, subprocess
+import json, os, socket, stat, sys
 bind_port, venv_root, (user, group), directories, unit = json.loads(sys.argv[1])
 def account():
     found = {"user": None, "group_exists": False}
@@ -190,8 +217,7 @@ def directory(path):
 def unit_state():
     if not unit:
         return {}
-    shown = subprocess.run(["systemctl", "show", "-p", "ActiveState", "-p", "UnitFileState", unit],
-                           capture_output=True, text=True).stdout.split()
+    shown = output_of(["systemctl", "show", "-p", "ActiveState", "-p", "UnitFileState", unit]).split()
     return {"active": "ActiveState=active" in shown, "enabled": "UnitFileState=enabled" in shown}
 def read(path):
     try:
@@ -199,9 +225,24 @@ def read(path):
             return fh.read().strip()
     except OSError:
         return ""
-# Found, not imported: importing ensurepip costs ~20 ms of the target's CPU on every run.
-has_venv = all(importlib.util.find_spec(m) is not None for m in ("ensurepip", "venv"))
-addrs = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout.split()
+def stdlib_has(*modules):
+    # Found, not imported (importing ensurepip costs ~20 ms): Debian ships venv and ensurepip apart.
+    return all(any(os.path.exists(os.path.join(d, m, "__init__.py")) for d in sys.path if d) for m in modules)
+def glibc():
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").partition("glibc ")[2]
+    except (ValueError, OSError):  # not glibc (musl has no such name)
+        return ""
+def installed_litellm(venv):
+    # The version in <venv>/lib/python3*/site-packages/litellm-<version>.dist-info
+    lib = os.path.join(venv, "lib")
+    for python in sorted(d for d in (os.listdir(lib) if os.path.isdir(lib) else []) if d.startswith("python3")):
+        site = os.path.join(lib, python, "site-packages")
+        for entry in sorted(os.listdir(site) if os.path.isdir(site) else []):
+            if entry.startswith("litellm-") and entry.endswith(".dist-info"):
+                return entry[len("litellm-"):-len(".dist-info")]
+    return ""
+addrs = output_of(["ip", "-o", "addr", "show"]).split()
 current = os.path.join(venv_root, "current")
 target = os.path.realpath(current) if os.path.islink(current) else ""
 print(json.dumps({
@@ -209,16 +250,15 @@ print(json.dumps({
     "fqdn": socket.getfqdn(),
     "addresses": sorted({a.split("/")[0] for a in addrs if "/" in a and a[0].isalnum()}),
     "pid1": read("/proc/1/comm"),
-    "python": platform.python_version(),
-    "has_venv": has_venv,
-    "has_ss": __import__("shutil").which("ss") is not None,
-    "arch": platform.machine(),
-    "glibc": platform.libc_ver()[1],
+    "python": "%d.%d.%d" % sys.version_info[:3],
+    "has_venv": stdlib_has("ensurepip", "venv"),
+    "has_ss": which("ss") is not None,
+    "arch": os.uname().machine,
+    "glibc": glibc(),
     "cpus": os.cpu_count() or 1,
     "listeners": listeners(bind_port, user or None),
     "installed_venv_id": read(os.path.join(target, ".hx-venv-id")) if target else "",
-    "installed_litellm": next((d.rsplit("-", 1)[1][:-len(".dist-info")] for d in sorted(
-        __import__("glob").glob(os.path.join(target, "lib/python3*/site-packages/litellm-*.dist-info")))), ""),
+    "installed_litellm": installed_litellm(target) if target else "",
     "venv": target,
     "account": account() if user else {},
     "directories": {d: directory(d) for d in directories},

@@ -13,7 +13,9 @@ from pyinfra.connectors.util import CommandOutput
 # Every python3 the deploy starts on a host runs as root, over SSH from the admin's home directory.
 # -I (isolated mode) keeps that directory, user site-packages and PYTHON* variables off sys.path:
 # otherwise a json.py any of the admin's processes left there would run as root (a lab test plants one).
-TARGET_PYTHON = "python3 -I"
+# -S: no site module and no site-packages either; every program the deploy sends needs only the
+# standard library, and `site` is ~1.7 ms of the host's CPU per python3 started.
+TARGET_PYTHON = "python3 -I -S"
 
 
 def run_as_root(command: str, on: Host | None = None) -> tuple[bool, CommandOutput]:

@@ -7,6 +7,7 @@ import getpass
 import http.server
 import inspect
 import json
+import platform
 import shutil
 import socket
 import ssl
@@ -17,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from hx_gateway.facts import Batch, FileStates, GatewayHost, HttpProbes, Listeners, VenvLitellm, shell_command
+from hx_gateway.facts import (
+    _LISTENERS,
+    Batch,
+    FileStates,
+    GatewayHost,
+    HttpProbes,
+    Listeners,
+    VenvLitellm,
+    shell_command,
+)
 from hx_gateway.generations import Generations
 
 
@@ -74,6 +84,69 @@ def test_listeners_reads_address_port_and_owner(family: int, address: str, with_
         port = listening.getsockname()[1]
         found = run(shell_command(Listeners().program(port=port)), env=env)
     assert [(item["address"], item["port"], item["users"]) for item in found] == [(address, port, [getpass.getuser()])]
+
+
+def _listeners_of(port: int, owner: str | None, env: dict[str, str]) -> list[dict]:
+    program = _LISTENERS + ("import json, sys\nport, owner = json.loads(sys.argv[1])\n"
+                            "print(json.dumps(listeners(port, owner)))")
+    return run(shell_command((program, [json.dumps([port, owner])])), env=env)  # type: ignore[return-value]
+
+
+def test_listeners_stop_reading_at_the_first_connection_yet_find_a_listener_opened_after_many(tmp_path: Path):
+    # The kernel lists listening sockets first, so the program stops at the first other row; a
+    # listener opened after 60 connections (to another listener) must still be found.
+    (tmp_path / "python3").symlink_to(sys.executable)
+    env = {"PATH": str(tmp_path)}  # no ss: the /proc rows alone
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(128)
+        clients = [socket.create_connection(busy.getsockname()) for _ in range(60)]
+        try:
+            with socket.socket() as late:
+                late.bind(("127.0.0.1", 0))
+                late.listen()
+                port = late.getsockname()[1]
+                found = _listeners_of(port, getpass.getuser(), env)
+        finally:
+            for client in clients:
+                client.close()
+    assert [(item["address"], item["port"], item["users"]) for item in found] == [
+        ("127.0.0.1", port, [getpass.getuser()])]
+
+
+def test_listeners_ask_ss_for_processes_only_when_someone_else_holds_the_port(tmp_path: Path):
+    # ss -p scans every process and ss -e the whole cgroup tree: only worth it to name a squatter.
+    (tmp_path / "python3").symlink_to(sys.executable)
+    fake_ss = tmp_path / "ss"
+    fake_ss.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/ss.calls\n"
+                       "echo 'LISTEN 0 5 127.0.0.1:'$PORT' 0.0.0.0:* users:((\"squatter\",pid=1,fd=3)) uid:0'\n")
+    fake_ss.chmod(0o755)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        env = {"PATH": str(tmp_path), "PORT": str(port)}
+        owned = _listeners_of(port, getpass.getuser(), env)
+        assert not (tmp_path / "ss.calls").exists() and owned[0]["processes"] == []
+        foreign = _listeners_of(port, "someone-else", env)
+    assert (tmp_path / "ss.calls").read_text().split() == ["-Htlnpe", "(", "sport", "=", f":{port}", ")"]
+    assert foreign == [{"address": "127.0.0.1", "port": port, "users": ["root"], "processes": ["squatter"]}]
+
+
+def test_gateway_host_starts_only_ip_and_systemctl_and_imports_no_subprocess(tmp_path: Path):
+    # Preflight's program runs on every host of every run: what it imports and starts is the no-op's cost.
+    calls = tmp_path / "calls"
+    for tool in ("ss", "ip", "systemctl"):
+        (tmp_path / tool).write_text(f"#!/bin/sh\necho {tool} >> {calls}\n")
+        (tmp_path / tool).chmod(0o755)
+    (tmp_path / "python3").symlink_to(sys.executable)
+    program, argv = GatewayHost().program(bind_port=1, venv_root=str(tmp_path), unit="litellm.service")
+    watched = program.replace('print(json.dumps({', 'print(json.dumps({"modules": sorted(sys.modules), ')
+    found = run(shell_command((watched, argv)), env={"PATH": str(tmp_path)})
+    assert calls.read_text().split() == ["ip", "systemctl"]
+    assert not {"subprocess", "platform", "shutil", "glob", "importlib.util"} & set(found["modules"])
+    assert found["python"] == platform.python_version() and found["arch"] == platform.machine()
+    assert found["glibc"] == platform.libc_ver()[1] and found["has_ss"] is True
 
 
 def test_venv_litellm_asks_the_venvs_own_interpreter_and_is_empty_without_one(tmp_path: Path):
