@@ -8,6 +8,7 @@ rollback). Proof comes after:
 
 from pyinfra import host, state
 
+from hx_gateway import op_order
 from hx_gateway.generations import keep_generation, spec_of
 from hx_gateway.plan import gateway_plan
 from hx_gateway.summary import announce_plan_verdict
@@ -16,6 +17,7 @@ from tasks.install import install
 from tasks.preflight import preflight
 from tasks.service import service
 
+op_order.install()  # pyinfra's operation order without inspect.stack() per operation (see the module)
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
 
 if "litellm" in host.groups:

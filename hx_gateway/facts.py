@@ -142,13 +142,15 @@ class _JsonFact(FactBase):
 
 
 _BATCH = r'''
-import contextlib, io, json, sys
-results = []
+import io, json, sys
+results, real_stdout = [], sys.stdout
 for source, argv in json.loads(sys.argv[1]):
     sys.argv = ["-c", *argv]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    sys.stdout = printed = io.StringIO()  # what contextlib.redirect_stdout does, without importing it
+    try:
         exec(compile(source, "<fact>", "exec"), {"__name__": "__main__"})
+    finally:
+        sys.stdout = real_stdout
     results.append(json.loads(printed.getvalue()))
 print(json.dumps(results))
 '''
@@ -225,6 +227,14 @@ def read(path):
             return fh.read().strip()
     except OSError:
         return ""
+def fqdn():
+    # socket.getfqdn(), with the name as bytes: a str goes through the idna codec (~1 ms to import).
+    name = socket.gethostname()
+    try:
+        primary, aliases, _ = socket.gethostbyaddr(name.encode())
+    except OSError:
+        return name
+    return next((n for n in [primary, *aliases] if "." in n), primary)
 def stdlib_has(*modules):
     # Found, not imported (importing ensurepip costs ~20 ms): Debian ships venv and ensurepip apart.
     return all(any(os.path.exists(os.path.join(d, m, "__init__.py")) for d in sys.path if d) for m in modules)
@@ -247,7 +257,7 @@ current = os.path.join(venv_root, "current")
 target = os.path.realpath(current) if os.path.islink(current) else ""
 print(json.dumps({
     "hostname": socket.gethostname(),
-    "fqdn": socket.getfqdn(),
+    "fqdn": fqdn(),
     "addresses": sorted({a.split("/")[0] for a in addrs if "/" in a and a[0].isalnum()}),
     "pid1": read("/proc/1/comm"),
     "python": "%d.%d.%d" % sys.version_info[:3],
@@ -302,7 +312,7 @@ def split(url):
         host, port = netloc, ("443" if scheme == "https" else "80")
     return scheme, host.strip("[]"), int(port), slash + path or "/", netloc
 def exchange(scheme, host, port, path, netloc, data):
-    sock = socket.create_connection((host, port), timeout=timeout)
+    sock = socket.create_connection((name_of(host), port), timeout=timeout)
     if scheme == "https":
         import ssl
         sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
@@ -323,10 +333,14 @@ def exchange(scheme, host, port, path, netloc, data):
     if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/") or not status[1].isdigit():
         raise ConnectionError(f"not an HTTP answer: {header[:80]!r}")
     return int(status[1]), body[:LIMIT].decode(errors="replace")
+def name_of(host):
+    # An ASCII name as bytes: a str goes through the idna codec (~1 ms to import), to the same bytes.
+    return host.encode() if host.isascii() else host
 def probe(req, result):
     scheme, host, port, path, netloc = split(req["url"])
     try:
-        result["addresses"] = sorted({i[4][0] for i in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
+        found = socket.getaddrinfo(name_of(host), port, proto=socket.IPPROTO_TCP)
+        result["addresses"] = sorted({i[4][0] for i in found})
     except OSError as exc:
         result["error"] = f"name does not resolve: {exc}"
         return

@@ -149,6 +149,23 @@ def test_gateway_host_starts_only_ip_and_systemctl_and_imports_no_subprocess(tmp
     assert found["glibc"] == platform.libc_ver()[1] and found["has_ss"] is True
 
 
+def test_preflights_batch_imports_nothing_heavy(tmp_path: Path, echo_server: str):
+    # Preflight's one program per host per run: each module it imports is CPU on every host (~0.5-8 ms).
+    spec = {"store": str(tmp_path / "generations"), "keep": 2, "venv_root": str(tmp_path), "files": []}
+    programs = [GatewayHost().program(bind_port=1, venv_root=str(tmp_path), unit="litellm.service"),
+                HttpProbes().program([{"url": f"{echo_server}/api/version"}]),
+                FileStates().program(paths=[], secret_paths=[], salt="s", with_text=False),
+                Generations().program(spec=spec)]
+    watch = ("import atexit, sys\natexit.register(lambda: sys.__stderr__.write(' '.join(sys.modules)))\nprint(1)", [])
+    done = subprocess.run(["/bin/sh", "-c", Batch().command(programs=[watch, *programs])],
+                          input=Batch.stdin([watch, *programs]), capture_output=True, text=True, check=False)
+    loaded = set(done.stderr.split())
+    assert "json" in loaded and "socket" in loaded, done.stderr
+    heavy = {"subprocess", "platform", "shutil", "glob", "tempfile", "datetime", "importlib.util", "contextlib",
+             "encodings.idna", "urllib.request", "http.client", "email", "ssl", "site"}
+    assert not heavy & loaded
+
+
 def test_venv_litellm_asks_the_venvs_own_interpreter_and_is_empty_without_one(tmp_path: Path):
     assert run(shell_command(VenvLitellm().program(venv_root=str(tmp_path)))) == ""
     interpreter = tmp_path / "venvs" / "a" / "bin" / "python"
