@@ -36,10 +36,11 @@ def identity_problems(settings: Settings, facts: dict, inventory_name: str) -> l
     if not expected:
         name = inventory_hostname(inventory_name)
         expected = {name, name.split(".")[0]}
-        try:
-            expected |= {info[4][0] for info in socket.getaddrinfo(name, None)}
-        except OSError:
-            pass
+        if not owned & expected:  # the name alone usually answers: a DNS query only when it does not
+            try:
+                expected |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+            except OSError:
+                pass
     if owned & expected:
         return []
     return [f"identity: this host is {facts['hostname']} ({', '.join(facts['addresses'])}), not what the inventory "

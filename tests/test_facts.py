@@ -29,6 +29,7 @@ from hx_gateway.facts import (
     shell_command,
 )
 from hx_gateway.generations import Generations
+from hx_gateway.operations import _entries
 
 
 def run(command: str, stdin: str | None = None, env: dict[str, str] | None = None) -> object:
@@ -57,6 +58,17 @@ def test_a_batch_answers_what_each_fact_answers_alone(tmp_path: Path):
     assert "text" not in files[paths[1]] and "sk-secret" not in json.dumps(together)
     assert "text" not in together[2][paths[0]]
     assert len(command) < 200 and "paths" not in command  # the programs travel on stdin
+
+
+@pytest.mark.parametrize("salt", ["s", "x" * 64, "y" * 65, "z" * 200], ids=["short", "block", "block+1", "long"])
+def test_secret_entries_are_the_keyed_digests_the_control_node_computes(tmp_path: Path, salt: str):
+    # The host's HMAC (without hmac/hashlib) must equal the control node's, or every run shows a change.
+    text = "# comment\nLITELLM_MASTER_KEY=sk-secret\nEMPTY=\n  SPACED = v a l \n"
+    (tmp_path / "litellm.env").write_text(text)
+    path = str(tmp_path / "litellm.env")
+    found = run(FileStates().command(paths=[path], secret_paths=[path], salt=salt, with_text=False))
+    assert found[path]["entries"] == _entries(text, salt)  # type: ignore[index]
+    assert set(_entries(text, salt)) == {"LITELLM_MASTER_KEY", "EMPTY", "SPACED"}
 
 
 def test_pyinfra_sees_each_programs_arguments_as_the_facts_arguments():
@@ -162,7 +174,7 @@ def test_preflights_batch_imports_nothing_heavy(tmp_path: Path, echo_server: str
     loaded = set(done.stderr.split())
     assert "json" in loaded and "socket" in loaded, done.stderr
     heavy = {"subprocess", "platform", "shutil", "glob", "tempfile", "datetime", "importlib.util", "contextlib",
-             "encodings.idna", "urllib.request", "http.client", "email", "ssl", "site"}
+             "encodings.idna", "urllib.request", "http.client", "email", "ssl", "site", "hashlib", "hmac"}
     assert not heavy & loaded
 
 
