@@ -29,7 +29,7 @@ def which(name):
             return path
     return None
 def output_of(argv):
-    # stdout of argv as text ("" when it cannot start); stderr is dropped.
+    # stdout of argv as text ("" when argv[0] is not on PATH); stderr is dropped.
     path = which(argv[0])
     if path is None:
         return ""
