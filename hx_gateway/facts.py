@@ -227,9 +227,8 @@ def read(path):
             return fh.read().strip()
     except OSError:
         return ""
-def fqdn():
-    # socket.getfqdn(), with the name as bytes: a str goes through the idna codec (~1 ms to import).
-    name = socket.gethostname()
+def fqdn(name):
+    # socket.getfqdn(name), with the name as bytes: a str goes through the idna codec (~1 ms to import).
     try:
         primary, aliases, _ = socket.gethostbyaddr(name.encode())
     except OSError:
@@ -255,9 +254,10 @@ def installed_litellm(venv):
 addrs = output_of(["ip", "-o", "addr", "show"]).split()
 current = os.path.join(venv_root, "current")
 target = os.path.realpath(current) if os.path.islink(current) else ""
+hostname = socket.gethostname()
 print(json.dumps({
-    "hostname": socket.gethostname(),
-    "fqdn": fqdn(),
+    "hostname": hostname,
+    "fqdn": fqdn(hostname),
     "addresses": sorted({a.split("/")[0] for a in addrs if "/" in a and a[0].isalnum()}),
     "pid1": read("/proc/1/comm"),
     "python": "%d.%d.%d" % sys.version_info[:3],

@@ -27,10 +27,10 @@ MEASURED_ON = "3.10.0"
 _OPERATION_MODULE = "pyinfra.api.operation"  # `pyinfra.api.operation` the attribute is the decorator
 
 
-def operation_order_from_stack(state: Any, frame: FrameType | None = None) -> list[int]:
-    """pyinfra's `get_operation_order_from_stack(state)`, from `frame` (default: the caller) outwards."""
+def operation_order_from_stack(state: Any) -> list[int]:
+    """pyinfra's `get_operation_order_from_stack(state)`: the caller's frame outwards."""
     frames = []
-    frame = frame or sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         frames.append(frame)
         frame = frame.f_back
