@@ -27,9 +27,10 @@ DOUBLE_SOURCE = LAB_DIR / "ollama_double.py"
 LABEL = "hx-lab"
 DEFAULT_NAME = os.environ.get("HX_LAB_NAME", "hx-lab")
 
-# A real backend takes seconds per request; the double answers after this many ms, so requests
-# overlap the way they do in production (least-busy routing sends an idle gateway's requests to
-# the first backend). bench/gateway_throughput.py sets its own delay (configure_double) and puts this back.
+# A real backend takes seconds per model request; the double answers those (not its version or
+# tags) after this many ms, so requests overlap the way they do in production (least-busy routing
+# sends an idle gateway's requests to the first backend). bench/gateway_throughput.py sets its own
+# delay (configure_double) and puts this back.
 DOUBLE_DELAY_MS = 50
 
 # Models every backend double "has" unless a test says otherwise (the defaults of group_data/all.py).

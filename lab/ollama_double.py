@@ -8,6 +8,10 @@ changed at run time through `/_double/*`:
   POST /_double/reset            zero the counters
   POST /_double/config           {"delay_ms": 0, "fail_status": 0, "models": [...]} (any subset)
 
+`delay_ms` holds back only the requests that make a real Ollama run a model (chat, generate, embed):
+its version, tags and model details answer at once, so a probe of those costs what it costs a real
+backend (the deploy's preflight asks them on every run; a delay there would hide its own cost).
+
 It is built for speed so it is never what a benchmark measures: asyncio protocol, keep-alive,
 TCP_NODELAY and a single write per response.
 """
@@ -232,6 +236,15 @@ def _v1_embeddings(state: State, model: str, payload: dict[str, Any]) -> Respons
                                    for i, t in enumerate(texts)]})
 
 
+# The requests a real Ollama answers by running a model: the only ones `delay_ms` holds back.
+MODEL_WORK = frozenset({("POST", "/api/chat"), ("POST", "/api/generate"), ("POST", "/api/embed"),
+                        ("POST", "/api/embeddings"), ("POST", "/v1/chat/completions"), ("POST", "/v1/embeddings")})
+
+
+def takes_model_time(method: str, target: str) -> bool:
+    return (method, target.split("?", 1)[0]) in MODEL_WORK
+
+
 POST_ROUTES = {
     "/api/chat": _api_chat,
     "/api/generate": _api_generate,
@@ -314,7 +327,7 @@ class HttpProtocol(asyncio.Protocol):
             if not is_control:
                 self.state.in_flight += 1
             try:
-                if self.state.delay_ms and not is_control:
+                if self.state.delay_ms and takes_model_time(method, target):
                     await asyncio.sleep(self.state.delay_ms / 1000)
                 if self.state.fail_status and not is_control:
                     self.state.counts[f"{method} {target.split('?', 1)[0]}"] += 1

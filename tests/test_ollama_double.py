@@ -1,10 +1,16 @@
-"""The lab's Ollama double answers like Ollama and says who answered (unit level, no sockets)."""
+"""The lab's Ollama double answers like Ollama and says who answered (unit level; one test serves it on loopback)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from lab.ollama_double import State, encode, handle
+from lab.ollama_double import HttpProtocol, State, encode, handle
 
 
 def state() -> State:
@@ -43,3 +49,44 @@ def test_openai_compatible_stream_ends_with_done():
     r = handle(s, "POST", "/v1/chat/completions", json.dumps({"model": "phi3:mini", "stream": True,
                                                               "messages": [{"role": "user", "content": "x"}]}).encode())
     assert r.chunks[-1] == b"data: [DONE]\n\n"
+
+
+
+@contextmanager
+def served(s: State) -> Iterator[int]:
+    """The double's HTTP server for `s` on a loopback port of its own (an event loop in a thread)."""
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(lambda: HttpProtocol(s), "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        server.close()
+        loop.close()
+
+
+def answered_after(port: int, method: str, path: str, body: bytes = b"") -> float:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        started = time.monotonic()
+        conn.sendall(f"{method} {path} HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        while conn.recv(65536):
+            pass
+        return time.monotonic() - started
+
+
+def test_delay_holds_back_model_work_only_as_a_real_ollama_would():
+    """Version, tags and model details answer before the delay (the deploy probes them on every run);
+    chat and embeddings after it."""
+    s = state()
+    s.delay_ms = 1000
+    chat = json.dumps({"model": "phi3:mini", "stream": False, "messages": [{"role": "user", "content": "hi"}]})
+    with served(s) as port:
+        assert answered_after(port, "GET", "/api/version") < 1.0
+        assert answered_after(port, "GET", "/api/tags") < 1.0
+        assert answered_after(port, "POST", "/api/show", b'{"model": "phi3:mini"}') < 1.0
+        assert answered_after(port, "POST", "/api/chat", chat.encode()) >= 1.0
+        assert answered_after(port, "POST", "/v1/embeddings", b'{"model": "mxbai-embed-large", "input": "x"}') >= 1.0
+    assert s.counts["POST /api/chat"] == 1 and s.counts["GET /api/tags"] == 1
