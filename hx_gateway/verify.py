@@ -18,6 +18,7 @@ from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
+from hx_gateway import ssh_stalls
 from hx_gateway.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.evidence import print_outputs, write_evidence
 from hx_gateway.fact_cache import read_together
@@ -37,8 +38,9 @@ def load_inventory(inventory_file: str) -> State:
 
 
 def load_state(inventory_file: str) -> State:
-    """The inventory, connected."""
+    """The inventory, connected (over SSH without Nagle stalls, as config.py does for the CLI)."""
     state = load_inventory(inventory_file)
+    ssh_stalls.install()
     connect_all(state)
     return state
 
