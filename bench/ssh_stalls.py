@@ -1,0 +1,61 @@
+"""pyinfra over SSH with and without Nagle: with config.py (hx_gateway/ssh_stalls.py sets TCP_NODELAY
+on every connection) and with an empty `--config` (paramiko as shipped), alternating run by run.
+
+    python bench/ssh_stalls.py [--runs 5]
+
+Two workloads on one converged gateway, both over SSH+sudo (lab/inventory_ssh.py): the deploy's
+no-op (one command per host) and twelve facts on the gateway (twelve commands, as a converge sends
+one or more per operation). Prints the medians and how much less each takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+
+from common import REPO, report
+from deploy_speed import PYINFRA, converged_lab, median
+
+from lab.ssh import enable as enable_ssh
+
+INVENTORY = "lab/inventory_ssh.py"
+FACTS = ["server.Os", "server.Arch", "server.Hostname", "server.Kernel", "server.Home", "server.Path",
+         "server.TmpDir", "server.Date", "server.Users", "server.Groups", "server.LinuxName", "server.Mounts"]
+WORKLOADS = {"noop_deploy": ["-y", INVENTORY, "deploy.py"],
+             "twelve_facts": ["-y", INVENTORY, "--limit", "hx-api", "fact", *FACTS]}
+
+
+def seconds(argv: list[str], config: str) -> float:
+    started = time.monotonic()
+    result = subprocess.run([PYINFRA, "--config", config, *argv], cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(result.stdout[-3000:] + result.stderr[-3000:])
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    enable_ssh(converged_lab(1))
+    os.environ["HX_LAB_GATEWAYS"] = "1"
+    with tempfile.NamedTemporaryFile("w", suffix=".py") as empty:
+        configs = {"with_nodelay": str(REPO / "config.py"), "paramiko_as_shipped": empty.name}
+        figures: dict = {"runs": args.runs}
+        for workload, argv in WORKLOADS.items():
+            samples: dict[str, list[float]] = {label: [] for label in configs}
+            for _ in range(args.runs):
+                for label, config in configs.items():
+                    samples[label].append(seconds(argv, config))
+            medians = {label: median(values) for label, values in samples.items()}
+            figures[workload] = {**{f"{label}_median_s": m for label, m in medians.items()},
+                                 "saved_s": round(medians["paramiko_as_shipped"] - medians["with_nodelay"], 2)}
+            print(workload, figures[workload], flush=True)
+    report("ssh_stalls", figures)
+
+
+if __name__ == "__main__":
+    main()
