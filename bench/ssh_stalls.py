@@ -3,9 +3,10 @@ on every connection) and with an empty `--config` (paramiko as shipped), alterna
 
     python bench/ssh_stalls.py [--runs 5]
 
-Two workloads on one converged gateway, both over SSH+sudo (lab/inventory_ssh.py): the deploy's
-no-op (one command per host) and twelve facts on the gateway (twelve commands, as a converge sends
-one or more per operation). Prints the medians and how much less each takes.
+Three workloads on one gateway, all over SSH+sudo (lab/inventory_ssh.py): the deploy's no-op (one
+command per host), twelve facts on the gateway (twelve commands), and a fresh converge (the gateway
+reset as bench/deploy_speed.py does, page cache dropped; the ~194 MB wheelhouse goes over SFTP).
+Prints the medians and how much less each takes.
 """
 
 from __future__ import annotations
@@ -17,15 +18,22 @@ import tempfile
 import time
 
 from common import REPO, report
-from deploy_speed import PYINFRA, converged_lab, median
+from deploy_speed import PYINFRA, RESET, converged_lab, drop_page_cache, median
 
+from lab.lab import exec_in
 from lab.ssh import enable as enable_ssh
 
 INVENTORY = "lab/inventory_ssh.py"
 FACTS = ["server.Os", "server.Arch", "server.Hostname", "server.Kernel", "server.Home", "server.Path",
          "server.TmpDir", "server.Date", "server.Users", "server.Groups", "server.LinuxName", "server.Mounts"]
-WORKLOADS = {"noop_deploy": ["-y", INVENTORY, "deploy.py"],
-             "twelve_facts": ["-y", INVENTORY, "--limit", "hx-api", "fact", *FACTS]}
+DEPLOY = ["-y", INVENTORY, "deploy.py"]
+WORKLOADS = {"noop_deploy": DEPLOY, "twelve_facts": ["-y", INVENTORY, "--limit", "hx-api", "fact", *FACTS],
+             "fresh_converge": DEPLOY}
+
+
+def reset_gateway() -> None:
+    exec_in("hx-api", "sh", "-c", RESET, check=False)
+    drop_page_cache()
 
 
 def seconds(argv: list[str], config: str) -> float:
@@ -49,6 +57,8 @@ def main() -> None:
             samples: dict[str, list[float]] = {label: [] for label in configs}
             for _ in range(args.runs):
                 for label, config in configs.items():
+                    if workload == "fresh_converge":
+                        reset_gateway()
                     samples[label].append(seconds(argv, config))
             medians = {label: median(values) for label, values in samples.items()}
             figures[workload] = {**{f"{label}_median_s": m for label, m in medians.items()},
