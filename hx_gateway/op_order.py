@@ -16,12 +16,13 @@ both give the same order.
 from __future__ import annotations
 
 import sys
-from importlib.metadata import version
 from types import FrameType
 from typing import Any
 
 import pyinfra
 from pyinfra.api import util
+
+from hx_gateway.measured_patch import replace_if_measured
 
 MEASURED_ON = "3.10.0"
 _OPERATION_MODULE = "pyinfra.api.operation"  # `pyinfra.api.operation` the attribute is the decorator
@@ -49,11 +50,6 @@ def operation_order_from_stack(state: Any) -> list[int]:
 
 def install() -> bool:
     """Replace pyinfra's function for this process; True when it is (again) in place."""
-    module = sys.modules[_OPERATION_MODULE]
-    if module.get_operation_order_from_stack is operation_order_from_stack:
-        return True
-    untouched = module.get_operation_order_from_stack is util.get_operation_order_from_stack
-    if version("pyinfra") != MEASURED_ON or not untouched:
-        return False
-    module.get_operation_order_from_stack = operation_order_from_stack
-    return True
+    return replace_if_measured(sys.modules[_OPERATION_MODULE], "get_operation_order_from_stack",
+                               util.get_operation_order_from_stack, operation_order_from_stack,
+                               "pyinfra", MEASURED_ON)

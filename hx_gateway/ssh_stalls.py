@@ -15,10 +15,11 @@ nothing is replaced. tests/test_ssh_stalls.py proves the option is set on a real
 from __future__ import annotations
 
 import socket
-from importlib.metadata import version
 from typing import Any
 
 from paramiko import packet
+
+from hx_gateway.measured_patch import replace_if_measured
 
 MEASURED_ON = "4.0.0"
 
@@ -35,9 +36,4 @@ def _init_without_nagle(self: packet.Packetizer, sock: Any) -> None:
 
 def install() -> bool:
     """Replace paramiko's Packetizer.__init__ for this process; True when it is (again) in place."""
-    if packet.Packetizer.__init__ is _init_without_nagle:
-        return True
-    if version("paramiko") != MEASURED_ON or packet.Packetizer.__init__ is not _init:
-        return False
-    packet.Packetizer.__init__ = _init_without_nagle  # type: ignore[method-assign]
-    return True
+    return replace_if_measured(packet.Packetizer, "__init__", _init, _init_without_nagle, "paramiko", MEASURED_ON)

@@ -10,7 +10,7 @@ import pyinfra
 import pytest
 from pyinfra.api import util
 
-from hx_gateway import op_order
+from hx_gateway import measured_patch, op_order
 
 DEPLOY = """
 def planned(depth, ask):
@@ -56,9 +56,9 @@ def test_the_order_is_pyinfras_order(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_install_replaces_pyinfras_function_once_and_only_on_the_measured_version(monkeypatch: pytest.MonkeyPatch):
     module = sys.modules["pyinfra.api.operation"]
     monkeypatch.setattr(module, "get_operation_order_from_stack", util.get_operation_order_from_stack)
-    monkeypatch.setattr(op_order, "version", lambda _: "3.99.0")
+    monkeypatch.setattr(measured_patch, "version", lambda _: "3.99.0")
     assert op_order.install() is False and module.get_operation_order_from_stack is util.get_operation_order_from_stack
-    monkeypatch.setattr(op_order, "version", lambda _: op_order.MEASURED_ON)
+    monkeypatch.setattr(measured_patch, "version", lambda _: op_order.MEASURED_ON)
     assert op_order.install() is True and op_order.install() is True
     assert module.get_operation_order_from_stack is op_order.operation_order_from_stack
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from paramiko import packet
 
-from hx_gateway import ssh_stalls, verify
+from hx_gateway import measured_patch, ssh_stalls, verify
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def test_a_socket_that_is_not_tcp_is_left_alone(pristine: None):
 
 
 def test_only_the_measured_paramiko_version_is_patched(pristine: None, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(ssh_stalls, "version", lambda _: "4.1.0")
+    monkeypatch.setattr(measured_patch, "version", lambda _: "4.1.0")
     assert ssh_stalls.install() is False and packet.Packetizer.__init__ is ssh_stalls._init
 
 
