@@ -60,3 +60,9 @@ def test_the_clis_connect_with_it(pristine: None, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(verify, "connect_all", lambda state: seen.append(packet.Packetizer.__init__))
     assert verify.load_state("inventory.py") == "state"
     assert seen == [ssh_stalls._init_without_nagle]
+
+
+def test_the_pinned_paramiko_is_the_measured_one():
+    pinned = next(line.split("==")[1].split()[0] for line in (REPO / "requirements.txt").read_text().splitlines()
+                  if line.startswith("paramiko=="))
+    assert pinned == ssh_stalls.MEASURED_ON
