@@ -15,9 +15,9 @@ import argparse
 import os
 import subprocess
 import tempfile
-import time
+from functools import partial
 
-from common import REPO, report
+from common import REPO, report, seconds
 from deploy_speed import PYINFRA, RESET, converged_lab, drop_page_cache, median
 
 from lab.lab import exec_in
@@ -36,12 +36,10 @@ def reset_gateway() -> None:
     drop_page_cache()
 
 
-def seconds(argv: list[str], config: str) -> float:
-    started = time.monotonic()
+def run_pyinfra(argv: list[str], config: str) -> None:
     result = subprocess.run([PYINFRA, "--config", config, *argv], cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(result.stdout[-3000:] + result.stderr[-3000:])
-    return time.monotonic() - started
 
 
 def main() -> None:
@@ -59,7 +57,7 @@ def main() -> None:
                 for label, config in configs.items():
                     if workload == "fresh_converge":
                         reset_gateway()
-                    samples[label].append(seconds(argv, config))
+                    samples[label].append(seconds(partial(run_pyinfra, argv, config)))
             medians = {label: median(values) for label, values in samples.items()}
             figures[workload] = {**{f"{label}_median_s": m for label, m in medians.items()},
                                  "saved_s": round(medians["paramiko_as_shipped"] - medians["with_nodelay"], 2)}
