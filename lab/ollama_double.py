@@ -236,15 +236,6 @@ def _v1_embeddings(state: State, model: str, payload: dict[str, Any]) -> Respons
                                    for i, t in enumerate(texts)]})
 
 
-# The requests a real Ollama answers by running a model: the only ones `delay_ms` holds back.
-MODEL_WORK = frozenset({("POST", "/api/chat"), ("POST", "/api/generate"), ("POST", "/api/embed"),
-                        ("POST", "/api/embeddings"), ("POST", "/v1/chat/completions"), ("POST", "/v1/embeddings")})
-
-
-def takes_model_time(method: str, target: str) -> bool:
-    return (method, target.split("?", 1)[0]) in MODEL_WORK
-
-
 POST_ROUTES = {
     "/api/chat": _api_chat,
     "/api/generate": _api_generate,
@@ -254,6 +245,15 @@ POST_ROUTES = {
     "/v1/chat/completions": _v1_chat,
     "/v1/embeddings": _v1_embeddings,
 }
+
+# Every POST route makes a real Ollama run a model but this one, which reads the model's details;
+# only model work waits `delay_ms`.
+MODEL_DETAILS = "/api/show"
+
+
+def takes_model_time(method: str, target: str) -> bool:
+    path = target.split("?", 1)[0]
+    return method == "POST" and path in POST_ROUTES and path != MODEL_DETAILS
 
 
 def encode(state: State, response: Response, keep_alive: bool) -> bytes:
