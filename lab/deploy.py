@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
     if "HX_MASTER_KEY" not in env:
         env.setdefault("HX_SECRETS_FILE", str(ensure_lab_secrets()))
     bin_dir = Path(sys.executable).parent
-    deploy = subprocess.run([str(bin_dir / "pyinfra"), "-y", INVENTORY, "deploy.py", *argv], cwd=REPO, env=env)
+    confirm = [] if "--dry" in argv else ["-y"]  # a preview shows pyinfra's own table of changes too
+    deploy = subprocess.run([str(bin_dir / "pyinfra"), *confirm, INVENTORY, "deploy.py", *argv], cwd=REPO, env=env)
     if deploy.returncode != 0 or "--dry" in argv:
         return deploy.returncode
     return subprocess.run([sys.executable, "-m", "hx_gateway.verify", INVENTORY], cwd=REPO, env=env).returncode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -20,6 +21,18 @@ sys.path.insert(0, str(REPO))
 from lab.lab import Lab, exec_in  # noqa: E402
 
 LAB_INVENTORY = "lab/inventory.py"
+# The gateway host as if nothing had ever been deployed there.
+FRESH = ("systemctl disable --now litellm 2>/dev/null; rm -rf /opt/litellm /etc/litellm /var/lib/hx-gateway "
+         "/var/cache/hx-gateway /etc/systemd/system/litellm.service; userdel litellm 2>/dev/null; "
+         "groupdel litellm 2>/dev/null; systemctl daemon-reload")
+
+
+def defaults() -> dict:
+    """Every knob at its default, as the repository's group_data files declare them."""
+    data: dict = {}
+    for name in ("all", "litellm", "llm"):
+        exec((REPO / "group_data" / f"{name}.py").read_text(), {}, data)
+    return data
 
 
 def random_key() -> str:
@@ -29,23 +42,49 @@ def random_key() -> str:
 @dataclass
 class PyinfraRun:
     returncode: int
-    output: str
+    output: str  # stdout + stderr
+    stdout: str = ""
 
     def _rows(self, header: str) -> list[list[str]]:
-        section = self.output.split(header, 1)[1] if header in self.output else ""
+        section = self.output.split(header, 1)[1]
         rows = []
-        for line in section.splitlines()[2:]:
+        for line in section.splitlines()[1:]:  # the table's header row first
             if not line.startswith("    ") or not line.strip():
                 break
             rows.append(re.split(r"\s{2,}", line.strip()))
         return rows
 
     def changed_ops(self) -> list[str]:
-        """Operations that changed (a run) or will change (a --dry run's 'Change' column)."""
+        """Operations that changed (a run) or will change (a --dry run's 'Change' column). Fails when
+        pyinfra printed neither table: "no changes" must never be what a parse failure looks like."""
         if "--> Detected changes:" in self.output:
-            return [r[0] for r in self._rows("--> Detected changes:") if len(r) >= 2 and r[1] != "-"]
+            rows = self._rows("--> Detected changes:")
+            assert rows and rows[0][:2] == ["Operation", "Change"], f"not pyinfra's table:\n{self.output[-3000:]}"
+            return [r[0] for r in rows[1:] if len(r) >= 2 and r[1] != "-"]
         assert "--> Results:" in self.output, f"no results table:\n{self.output[-3000:]}"
-        return [r[0] for r in self._rows("--> Results:") if len(r) >= 3 and r[2] != "-" and r[0] != "Grand total"]
+        rows = self._rows("--> Results:")
+        assert rows and rows[0][:3] == ["Operation", "Hosts", "Success"], f"not pyinfra's table:\n{self.output[-3000:]}"
+        return [r[0] for r in rows[1:] if len(r) >= 3 and r[2] != "-" and r[0] != "Grand total"]
+
+    def verdict(self) -> str:
+        (line,) = [line for line in self.output.splitlines() if line.startswith("--> Plan: ")]
+        return line.removeprefix("--> ")
+
+    def json_changes(self) -> dict[str, set[str]]:
+        """From `--json`: per host, the operations a dry run plans to change (with those that follow
+        them) or a real run changed."""
+        data = json.loads(self.stdout)
+        found: dict[str, set[str]] = {}
+        if data["results"] is None:
+            for op in data["plan"]:
+                for host in op["hosts_with_change"] + op["hosts_with_conditional_change"]:
+                    found.setdefault(host, set()).add(op["name"])
+        else:
+            assert data["results"]["operations"], "a real run with no operations"
+            for op in data["results"]["operations"]:
+                for host in op["success"]:
+                    found.setdefault(host, set()).add(op["name"])
+        return found
 
 
 @pytest.fixture(scope="session")
@@ -67,16 +106,20 @@ def lab_secrets() -> dict[str, str]:
 
 
 def pyinfra(*args: str, secrets_env: dict[str, str], group_data: Path | None = None,
-            extra_env: dict[str, str] | None = None, inventory: str = LAB_INVENTORY) -> PyinfraRun:
+            extra_env: dict[str, str] | None = None, inventory: str = LAB_INVENTORY,
+            yes: bool | None = None) -> PyinfraRun:
+    """A pyinfra run; `yes` defaults to -y for a real run and none for a --dry one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HX_CLIENT_KEY_") and k != "HX_MASTER_KEY"}
     env.update(secrets_env)
     env["HX_SECRETS_FILE"] = "/nonexistent"
     env.update(extra_env or {})
     extra = ["--group-data", str(group_data)] if group_data else []
-    confirm = [] if "--dry" in args else ["-y"]  # -y would skip a dry run's change detection
+    if yes is None:
+        yes = "--dry" not in args
+    confirm = ["-y"] if yes else []
     result = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), *confirm, *extra, inventory, "deploy.py",
                              *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    return PyinfraRun(result.returncode, result.stdout + result.stderr)
+    return PyinfraRun(result.returncode, result.stdout + result.stderr, result.stdout)
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +137,31 @@ def gateway_url() -> str:
     from lab.lab import address_of
 
     return f"http://{address_of('hx-api')}:4000"
+
+
+def ticket(secrets_env: dict[str, str], out: Path, group_data: Path | None = None,
+           extra_env: dict[str, str] | None = None) -> tuple[str, dict, str]:
+    """The change ticket for the lab (markdown, its JSON twin, the command's output)."""
+    env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent", **(extra_env or {})}
+    extra = ["--group-data", str(group_data)] if group_data else []
+    result = subprocess.run([sys.executable, "-m", "hx_gateway.ticket", LAB_INVENTORY, "--out", str(out), *extra],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out.read_text(), json.loads(out.with_suffix(".json").read_text()), result.stdout + result.stderr
+
+
+def run_verify(secrets_env: dict[str, str], evidence_dir: Path, inventory: str = LAB_INVENTORY,
+               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent", **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "hx_gateway.verify", inventory, "--evidence-dir", str(evidence_dir)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+# What a refused run must leave exactly as it was on the gateway: managed files, units, the service's PID.
+STATE_CMD = ("find /etc/litellm /etc/systemd/system /opt/litellm -maxdepth 1 -type f -exec sha256sum {} + "
+             "2>/dev/null | sort; ls -la /opt/litellm; systemctl list-unit-files --no-legend | sort; "
+             "systemctl show -p MainPID --value litellm")
+
+
+def host_state(container: str = "hx-api") -> str:
+    return exec_in(container, "sh", "-c", STATE_CMD, check=False)

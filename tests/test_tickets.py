@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import LAB_INVENTORY, REPO, pyinfra, random_key
+from conftest import FRESH, pyinfra, random_key, ticket
 
 from lab.lab import exec_in
 
 pytestmark = pytest.mark.lab
 
-FRESH = ("systemctl disable --now litellm 2>/dev/null; rm -rf /opt/litellm /etc/litellm /var/lib/hx-gateway "
-         "/var/cache/hx-gateway /etc/systemd/system/litellm.service; userdel litellm 2>/dev/null; "
-         "groupdel litellm 2>/dev/null; systemctl daemon-reload")
 # Everything a dry run could touch, as checksums: files under the managed trees, users, units.
 SNAPSHOT = ("find /etc /opt /var/lib /var/cache/hx-gateway -xdev -type f -newer /etc/hostname 2>/dev/null "
             "| sort | xargs -r sha256sum; getent passwd | sort; getent group | sort; "
             "systemctl list-unit-files --no-legend | sort; "
             "systemctl list-units --all --no-legend | awk '{print $1, $3, $4}' | sort")
-
-
-def ticket(secrets_env: dict[str, str], out: Path, group_data: Path | None = None) -> tuple[str, dict, str]:
-    env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent"}
-    extra = ["--group-data", str(group_data)] if group_data else []
-    result = subprocess.run([sys.executable, "-m", "hx_gateway.ticket", LAB_INVENTORY, "--out", str(out), *extra],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out.read_text(), json.loads(out.with_suffix(".json").read_text()), result.stdout + result.stderr
 
 
 def test_dry_run_on_a_fresh_host_lists_the_full_install_and_changes_nothing(converged, lab_secrets, tmp_path):
@@ -58,13 +42,13 @@ def test_dry_run_on_a_fresh_host_lists_the_full_install_and_changes_nothing(conv
 
 def test_a_knob_change_ticket_shows_exactly_that_change_and_its_restart(converged, lab_secrets, tmp_path):
     (tmp_path / "gd").mkdir()
-    (tmp_path / "gd" / "litellm.py").write_text("request_timeout = 45\n")
+    (tmp_path / "gd" / "litellm.py").write_text("cooldown_time = 45\n")
     markdown, data, _ = ticket(lab_secrets, tmp_path / "ticket.md", group_data=tmp_path / "gd")
     api = data["hosts"]["@docker/hx-api"]
     assert api["operations"] == ["Configure | Render /etc/litellm/config.yaml"]
     (detail,) = api["details"]
     changed = [line for line in detail["diff"].splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
-    assert changed and all("timeout: 30" in line or "timeout: 45" in line for line in changed), changed
+    assert changed and all("cooldown_time: 30" in line or "cooldown_time: 45" in line for line in changed), changed
     assert "one restart" in api["restart"] and "config.yaml" in api["restart"]
     assert data["hosts"]["@docker/hx-llm01"]["operations"] == [] and not data["no_changes"]
     assert "generation `" in api["rollback"]
