@@ -8,6 +8,10 @@ gateway_url = None
 # Router: how requests spread over the backends and what happens when one fails.
 routing_strategy = "least-busy"
 request_timeout = 30  # seconds, per request to a backend
+# Seconds a stop or restart gives in-flight requests to finish (LiteLLM's GRACEFUL_SHUTDOWN_TIMEOUT; the
+# unit's TimeoutStopSec is 15 s more). Must be longer than request_timeout, so a request a restart
+# catches is not cut; None = request_timeout + 15.
+drain_timeout = None
 num_retries = 2  # retries on another deployment of the same alias
 allowed_fails = 1  # failures within a minute before a deployment is cooled down
 cooldown_time = 30  # seconds a failed deployment is taken out of rotation

@@ -16,14 +16,19 @@ import argparse
 import functools
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from hx_gateway import host_venv_check
+from hx_gateway.refusal import Refusal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_DIR = REPO_ROOT / "locks"
@@ -36,14 +41,15 @@ INSTALLER_LOCK = LOCK_DIR / "installer.txt"
 VENV_BUILD = "uv, bytecode compiled"
 CACHE_DIR = Path(os.environ.get("HX_CACHE_DIR", "~/.cache/hx-gateway")).expanduser()
 
-# Releases published with a backdoor (PYSEC-2026-2). Never installed, whatever the lock says.
-COMPROMISED_LITELLM = frozenset({"1.82.7", "1.82.8"})
+# Which LiteLLM releases may run (a floor with its advisories, a deny-list) and which start-up hooks
+# a venv may hold: data, not code (see the file). `python -m hx_gateway.lock check` applies it.
+POLICY_FILE = LOCK_DIR / "policy.json"
 
 UV_NEWEST_MANYLINUX_MINOR = 40
 PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 
 
-class LockError(RuntimeError):
+class LockError(Refusal):
     pass
 
 
@@ -86,18 +92,21 @@ def pins(lock_text: str) -> dict[str, str]:
     return {name.lower().replace("_", "-"): version for name, version in PIN_RE.findall(lock_text)}
 
 
+def policy() -> dict:
+    return json.loads(POLICY_FILE.read_text())
+
+
 @functools.lru_cache(maxsize=8)  # every gateway of a run checks the same ~3,000-line lock
 def check_lock(lock_text: str) -> str:
-    """Refuse a lock without hashes or with a compromised LiteLLM; return the LiteLLM version."""
+    """Refuse a lock without hashes or with a LiteLLM the policy refuses; return the LiteLLM version."""
     pinned = pins(lock_text)
     version = pinned.get("litellm")
     if version is None:
         raise LockError("the lock pins no litellm version")
-    if version in COMPROMISED_LITELLM:
-        raise LockError(
-            f"the lock pins litellm=={version}, a release known to be compromised (PYSEC-2026-2); "
-            f"pin another version in {LOCK_INPUT.name} and run `python -m hx_gateway.lock update`"
-        )
+    refused = host_venv_check.version_problems(version, policy()["litellm"])
+    if refused:
+        raise LockError(f"the lock pins {refused[0]}; pin an allowed version in {LOCK_INPUT.name} and run "
+                        f"`python -m hx_gateway.lock update` ({POLICY_FILE.relative_to(REPO_ROOT)} says which)")
     if "--hash=sha256:" not in lock_text:
         raise LockError("the lock has no hashes; regenerate it with `python -m hx_gateway.lock update`")
     return version
@@ -180,6 +189,7 @@ def build_wheelhouse(target: TargetPython, lock_path: Path) -> Path:
         return archive
     wheel_dir = CACHE_DIR / f"wheels-{target.key}"
     wheels = _download(target, lock_path, wheel_dir)
+    check_startup_hooks(wheels)
     (installer,) = _download(target, INSTALLER_LOCK, CACHE_DIR / f"installer-{target.arch}")
     tmp = archive.with_suffix(".partial")
     with tarfile.open(tmp, "w") as tar:
@@ -210,6 +220,26 @@ def _download(target: TargetPython, lock_path: Path, wheel_dir: Path) -> list[Pa
     return wheels
 
 
+def wheel_startup_hooks(wheel: Path) -> list[str]:
+    """Files a wheel installs at the top of site-packages that Python runs at every start-up."""
+    with zipfile.ZipFile(wheel) as archive:
+        top = {name for name in archive.namelist() if "/" not in name.rstrip("/")}
+        packages = {name.split("/", 1)[0] for name in archive.namelist() if "/" in name}
+    return sorted(name for name in top | packages
+                  if name.endswith(".pth") or name.removesuffix(".py") in host_venv_check.HOOK_MODULES)
+
+
+def check_startup_hooks(wheels: list[Path]) -> None:
+    """Refuse wheels that ship a start-up hook the policy's allow-list does not name."""
+    allowed = set(policy()["startup_hooks"]["allowed"])
+    unexplained = [f"{wheel.name}: {hook}" for wheel in wheels for hook in wheel_startup_hooks(wheel)
+                   if hook not in allowed]
+    if unexplained:
+        raise LockError("these wheels ship start-up hooks (run at every interpreter start) that "
+                        f"{POLICY_FILE.relative_to(REPO_ROOT)} does not allow: {'; '.join(unexplained)}. Find out "
+                        "why before adding one to startup_hooks.allowed")
+
+
 def _wheel_pin(filename: str) -> tuple[str, str]:
     name, version = filename.split("-")[:2]
     return name.lower().replace("_", "-"), version
@@ -234,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="LiteLLM lock and wheelhouse")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("update", help="re-resolve every committed lock")
+    sub.add_parser("check", help="check every committed lock and its wheels against locks/policy.json")
     add = sub.add_parser("add", help="resolve a lock for another target interpreter")
     add.add_argument("version")
     add.add_argument("arch")
@@ -241,10 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     wheelhouse = sub.add_parser("wheelhouse", help="download wheels and build the archive for a lock")
     wheelhouse.add_argument("lock", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "update":
-        print(compile_installer_lock())
+    if args.command in ("update", "check"):
+        if args.command == "update":
+            print(compile_installer_lock())
         for target in committed_targets():
-            print(compile_lock(target))
+            path = compile_lock(target) if args.command == "update" else target.lock_path
+            version = check_lock(path.read_text())
+            check_startup_hooks(_download(target, path, CACHE_DIR / f"wheels-{target.key}"))
+            print(f"{path.relative_to(REPO_ROOT)}: litellm {version} is allowed; no unexplained start-up hook")
     elif args.command == "add":
         print(compile_lock(TargetPython(args.version, args.arch, args.glibc)))
     else:

@@ -7,11 +7,15 @@ all, so an operator fixes the data in one pass.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import ipaddress
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from hx_gateway.refusal import Refusal
 
 Kind = Literal["chat", "embedding"]
 KINDS: tuple[str, ...] = ("chat", "embedding")
@@ -19,10 +23,12 @@ ENVIRONMENTS = ("production", "lab")
 SERVERS = ("gunicorn", "uvicorn")
 CHAT_ROUTES = ("ollama_chat", "ollama", "openai")
 ROUTING_STRATEGIES = ("least-busy", "simple-shuffle", "latency-based-routing", "usage-based-routing-v2")
+# Default drain: this much longer than request_timeout, so a request a restart catches can still finish.
+DRAIN_MARGIN = 15
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class SettingsError(ValueError):
+class SettingsError(Refusal, ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid gateway settings:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -81,6 +87,7 @@ class Settings:
     expected_identity: tuple[str, ...]
     health_timeout: int
     keep_generations: int
+    drain_timeout: int
     extra_router_settings: Mapping[str, Any] = field(default_factory=dict)
     extra_litellm_settings: Mapping[str, Any] = field(default_factory=dict)
     allowed_client_networks: tuple[str, ...] = field(default=())
@@ -98,6 +105,15 @@ class Settings:
         """What /v1/models lists: every alias and every group."""
         return (*self.alias_names, *self.model_groups)
 
+    @property
+    def local_url(self) -> str:
+        """Where the host itself reaches the gateway: the bound address, loopback for a wildcard."""
+        address = ipaddress.ip_address(self.bind_host)
+        if address.is_unspecified:
+            address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+        host = f"[{address}]" if address.version == 6 else str(address)
+        return f"http://{host}:{self.bind_port}"
+
     def path(self, name: str) -> str:
         return f"{self.config_dir}/{name}"
 
@@ -109,6 +125,49 @@ class Settings:
                 if alias.ollama_model not in wanted[backend]:
                     wanted[backend].append(alias.ollama_model)
         return wanted
+
+
+# Knobs of the backend hosts (group `llm`, group_data/llm.py); the gateway's are Settings' fields.
+BACKEND_KNOBS = ("ollama_service", "ollama_port")
+
+
+def knob_names() -> tuple[str, ...]:
+    """Every knob a group_data file may set."""
+    return (*(f.name for f in fields(Settings)), *BACKEND_KNOBS)
+
+
+def unknown_knob_problems(data: Mapping[str, Any], foreign: Iterable[str] = ()) -> list[str]:
+    """Names in host data that are no knob of this deploy: a misspelt knob would be ignored and its
+    default applied without a word. `foreign`: names pyinfra itself reads (connector data); names
+    starting with `_` are pyinfra's operation arguments (`_sudo`)."""
+    known, ignored = knob_names(), set(foreign)
+    problems = []
+    for name in sorted(data):
+        if name.startswith("_") or name in known or name in ignored:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean `{close[0]}`? Rename it" if close else "remove it, or see the README's Variables table"
+        problems.append(f"{name}: not a knob of this deploy (it would be ignored); {hint}")
+    return problems
+
+
+def _bind_host_problems(value: Any) -> list[str]:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return [f"bind_host: {value!r} is not an IP address; use 0.0.0.0 (every address), 127.0.0.1, or one of "
+                f"the gateway host's own addresses"]
+    return []
+
+
+def _network_problems(values: Any, name: str) -> list[str]:
+    problems = []
+    for value in values:
+        try:
+            ipaddress.ip_network(str(value), strict=False)
+        except ValueError:
+            problems.append(f"{name}: {value!r} is not an address or network; write e.g. 10.0.0.0/8 or 192.0.2.7")
+    return problems
 
 
 def _problems_for_url(url: Any, where: str) -> list[str]:
@@ -185,9 +244,13 @@ def _groups(data: Mapping[str, Any], aliases: tuple[ModelAlias, ...], problems: 
         members = tuple(members or ())
         if not members:
             problems.append(f"model_groups[{group!r}]: empty; list the aliases it spreads over")
+        kinds = {a.name: a.kind for a in aliases}
         for member in members:
             if member not in names:
                 problems.append(f"model_groups[{group!r}]: names unknown alias {member!r}; declare it in model_aliases")
+            elif kinds[member] != "chat":
+                problems.append(f"model_groups[{group!r}]: {member!r} is an {kinds[member]} alias; a group spreads "
+                                f"chat requests, so list chat aliases only")
         groups[group] = members
     return groups
 
@@ -269,11 +332,15 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
         value = data.get(name)
         if not isinstance(value, str) or not value.startswith("/") or value.rstrip("/") in ("", "/usr", "/etc", "/opt"):
             problems.append(f"{name}: {value!r} must be an absolute path of its own, e.g. /opt/litellm")
+    bind_host = data.get("bind_host", "0.0.0.0")
+    problems += _bind_host_problems(bind_host)
+    networks = data.get("allowed_client_networks") or ()
+    problems += _network_problems(networks, "allowed_client_networks")
     gateway_url = data.get("gateway_url") or f"http://{inventory_name.split('/')[-1]}:{bind_port}"
     problems += _problems_for_url(gateway_url, "gateway_url")
     settings = Settings(
         environment=str(environment),
-        bind_host=str(data.get("bind_host", "0.0.0.0")),
+        bind_host=str(bind_host),
         bind_port=bind_port,
         gateway_url=str(gateway_url).rstrip("/"),
         backends=backends,
@@ -296,11 +363,17 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
         secrets_file=str(data.get("secrets_file", "")),
         expected_identity=tuple(data.get("expected_identity") or ()),
         health_timeout=_int(data, "health_timeout", 5, 900, problems),
+        drain_timeout=(_int(data, "drain_timeout", 1, 3600, problems) if data.get("drain_timeout") is not None
+                       else _int(data, "request_timeout", 1, 3600, []) + DRAIN_MARGIN),
         keep_generations=_int(data, "keep_generations", 1, 100, problems),
-        allowed_client_networks=tuple(data.get("allowed_client_networks") or ()),
+        allowed_client_networks=tuple(networks),
         extra_router_settings=_extra(data, "extra_router_settings", problems),
         extra_litellm_settings=_extra(data, "extra_litellm_settings", problems),
     )
+    if not problems and settings.drain_timeout <= settings.request_timeout:
+        problems.append(f"drain_timeout: {settings.drain_timeout} s is not longer than request_timeout "
+                        f"({settings.request_timeout} s): a restart would cut requests still waiting for a backend; "
+                        f"set drain_timeout to at least {settings.request_timeout + 1}")
     if problems:
         raise SettingsError(problems)
     return settings

@@ -1,0 +1,62 @@
+"""A run the deploy refuses is a message for a person (issues 22, 30): every problem listed, of every
+host at once, no traceback, no plan verdict; nothing is changed. No lab needed: the refusals below
+come before any fact is read, against an `@local` gateway that is never touched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, defaults, random_key
+
+from hx_gateway.plan import fleet_plans
+from hx_gateway.settings import SettingsError
+
+
+def refused_run(tmp_path: Path, group_data: dict[str, str], *options: str) -> str:
+    (tmp_path / "inventory.py").write_text('litellm = ["@local"]\n')
+    (tmp_path / "group_data").mkdir()
+    for name, text in group_data.items():
+        (tmp_path / "group_data" / name).write_text(text)
+    env = {**os.environ, "HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
+           "HX_SECRETS_FILE": "/nonexistent"}
+    result = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), *options, str(tmp_path / "inventory.py"),
+                             "deploy.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    return output
+
+
+@pytest.mark.parametrize("options", [("--dry",), ("--dry", "-y"), ("-y",)])
+def test_a_settings_refusal_lists_every_problem_without_traceback_or_verdict(tmp_path, options):
+    output = refused_run(tmp_path, {
+        "litellm.py": "request_timout = 45\nbind_host = 'localhost'\n",
+        "all.py": "model_groups = {'hx-chat': ['phi3-3.8b', 'emb-premium']}\n",
+    }, *options)
+    assert "refused, nothing was changed on any host:" in output
+    assert "request_timout: not a knob of this deploy (it would be ignored); did you mean `request_timeout`?" in output
+    assert "bind_host: 'localhost' is not an IP address" in output
+    assert "'emb-premium' is an embedding alias" in output
+    assert "Traceback" not in output and "--> Plan:" not in output and "Starting operation" not in output
+
+
+def test_fleet_problems_name_the_hosts_they_apply_to_and_once_those_of_all(monkeypatch):
+    good, bad = defaults(), {**defaults(), "bind_port": 0}
+    for name, value in {"HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
+                        "HX_SECRETS_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        fleet_plans([("gw1", good, True), ("gw2", bad, True), ("llm01", {"ollama_prot": 1}, False)])
+    assert err.value.problems == [
+        "gw2: bind_port: 0 is out of range; set an integer from 1 to 65535",
+        "llm01: ollama_prot: not a knob of this deploy (it would be ignored); did you mean `ollama_port`? Rename it",
+    ]
+    both_bad = [("gw1", {**bad, "workerz": 2}, True), ("gw2", {**bad, "workerz": 2}, True)]
+    with pytest.raises(SettingsError) as err:
+        fleet_plans(both_bad)
+    assert err.value.problems == [  # both gateways have both problems: no host prefix
+        "workerz: not a knob of this deploy (it would be ignored); did you mean `workers`? Rename it",
+        "bind_port: 0 is out of range; set an integer from 1 to 65535"]
