@@ -25,6 +25,8 @@ VALIDATION_PLAN: dict[str, str] = {
     "port_listening_as_service_user": "the configured port is held by the service user, not another process",
     "unit_active_and_enabled": "the unit is active and enabled",
     "litellm_version_matches_lock": "the venv runs the LiteLLM version the lock pins",
+    "venv_allowed_by_policy": "the serving venv holds no start-up hook the lock does not explain, and its LiteLLM "
+                              "is allowed by locks/policy.json",
     "backend_reachable_from_gateway": "each Ollama backend answers /api/version from the gateway host",
     "models_lists_exactly_the_aliases": "/v1/models with the key lists exactly the aliases and groups",
     "unauthenticated_gets_401": "a request without a key is refused with 401",
@@ -53,9 +55,13 @@ class Check:
     seen: str
     fix: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
+    # The backends (URLs) whose absence alone explains a failure of this check: with them down and
+    # every other check passing, the gateway is degraded, not failed.
+    backends: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
 
 
 def model_names(tags_body: str) -> set[str]:
@@ -82,7 +88,8 @@ def backend_of(inventory_name: str, backends: tuple[str, ...]) -> str | None:
 # -- host checks (from facts) -------------------------------------------------------------------
 
 def gateway_host_checks(host: str, settings: Settings, listeners: list[dict], active: bool, enabled: bool,
-                        installed_version: str, lock_version: str, probes: list[dict]) -> list[Check]:
+                        installed_version: str, lock_version: str, probes: list[dict],
+                        venv_policy: dict) -> list[Check]:
     owners = sorted({u for item in listeners for u in item["users"]})
     checks = [
         Check(host, "port_listening_as_service_user", bool(listeners) and owners == [settings.service_user],
@@ -93,25 +100,31 @@ def gateway_host_checks(host: str, settings: Settings, listeners: list[dict], ac
               f"systemctl enable --now {settings.service_name}; journalctl -u {settings.service_name} -n 50"),
         Check(host, "litellm_version_matches_lock", installed_version == lock_version, lock_version,
               installed_version or "not installed", "re-run the deploy; the venv marker may be stale"),
+        Check(host, "venv_allowed_by_policy", not venv_policy.get("problems", ["not read"]),
+              "no unexplained start-up hook; an allowed LiteLLM", "; ".join(venv_policy.get("problems", [])) or "ok",
+              "remove the file named and find out how it got there (the deploy never installs one); re-run the "
+              "deploy, which builds and checks a new venv", {"startup_hooks": venv_policy.get("startup_hooks", [])}),
     ]
     for probe in probes:
         ok = probe["status"] == 200 and not probe["error"]
         checks.append(Check(host, f"backend_reachable_from_gateway[{probe['url']}]", ok, f"{probe['url']} answers 200",
                             probe["error"] or f"HTTP {probe['status']}",
                             f"systemctl status ollama on the backend; firewall/DNS from {host}",
-                            {"rtt_ms": probe["ms"]}))
+                            {"rtt_ms": probe["ms"]}, [probe["url"]]))
     return checks
 
 
 def backend_host_checks(host: str, port: int, wanted: list[str], listeners: list[dict],
-                        tags_probe: dict | None) -> list[Check]:
+                        tags_probe: dict | None, backend: str | None = None) -> list[Check]:
+    about = [backend] if backend else []
     checks = [Check(host, "ollama_port_listening", bool(listeners), f":{port} listening",
-                    "listening" if listeners else "nothing listening", f"systemctl start ollama on {host}")]
+                    "listening" if listeners else "nothing listening", f"systemctl start ollama on {host}",
+                    backends=about)]
     present = model_names(tags_probe["body"]) if tags_probe and tags_probe["status"] == 200 else set()
     for model in wanted:
         checks.append(Check(host, f"backend_has_model[{model}]", model in present, f"{model} in /api/tags",
                             "present" if model in present else "missing",
-                            f"ollama pull {model}   (on {host})"))
+                            f"ollama pull {model}   (on {host})", backends=about if not listeners else []))
     return checks
 
 
@@ -227,4 +240,5 @@ def _fan_out_check(client: httpx.Client, settings: Settings, host: str, alias: A
                  f"a burst of {BURST_REQUESTS} requests spread over {', '.join(alias.backends)}"
                  f" (at most {BURST_ATTEMPTS} bursts)",
                  json.dumps({**figures, "earlier_bursts": attempts[:-1]}),
-                 "a backend in cooldown or unreachable: check it, then retry", figures)
+                 "a backend in cooldown or unreachable: check it, then retry", figures,
+                 backends=missing if not errors else [])

@@ -41,9 +41,27 @@ def _table(checks: list[Check]) -> list[str]:
     return rows
 
 
+def overall(checks: list[Check]) -> tuple[str, list[str]]:
+    """("healthy" | "degraded" | "failed", the backends down). Degraded: some backend does not
+    answer from a gateway, and every failed check is explained by such a backend alone."""
+    down = sorted({b for c in checks if not c.ok and c.check.startswith("backend_reachable_from_gateway")
+                   for b in c.backends})
+    failed = [c for c in checks if not c.ok]
+    if checks and not failed:
+        return "healthy", []
+    if down and all(c.backends and set(c.backends) <= set(down) for c in failed):
+        return "degraded", down
+    return "failed", down
+
+
+def result_line(checks: list[Check]) -> str:
+    result, down = overall(checks)
+    return result.upper() + (f" (backends down: {', '.join(down)})" if down else "")
+
+
 def summary_markdown(checks: list[Check], settings: list[Settings], stamp: str, action: str = "verification") -> str:
     failed = [c for c in checks if not c.ok]
-    lines = [f"# hx-gateway {action} {stamp}", "",
+    lines = [f"# hx-gateway {action} {stamp}", "", f"Result: **{result_line(checks)}**", "",
              f"**{'ALL CHECKS PASSED' if not failed else f'{len(failed)} CHECK(S) FAILED'}** "
              f"({len(checks) - len(failed)}/{len(checks)} passed)", ""]
     for s in settings:
@@ -67,6 +85,7 @@ def write_evidence(root: Path, checks: list[Check], settings: list[Settings], se
     bundle.mkdir(parents=True, exist_ok=False)
     (bundle / "summary.md").write_text(redact(summary_markdown(checks, settings, stamp, action), secrets))
     payload = {"action": action, "timestamp": stamp, "passed": all(c.ok for c in checks) and bool(checks),
+               "result": result_line(checks),
                "gateways": [s.gateway_url for s in settings], "checks": [c.as_dict() for c in checks]}
     (bundle / "checks.json").write_text(redact(json.dumps(payload, indent=2), secrets))
     return bundle
@@ -85,4 +104,5 @@ def print_outputs(checks: list[Check], settings: list[Settings], bundle: Path) -
         print(f"    {mark}  {c.host:<22} {c.check:<{width}}  {c.seen[:70] if not c.ok else ''}")
         if not c.ok:
             print(f"          expected {c.expected}; fix: {c.fix}")
+    print(f"  result      : {result_line(checks)}")
     print(f"  evidence    : {bundle}")

@@ -85,6 +85,7 @@ def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: d
             "follow_up_operations": [op["name"] for op in plan if host in op["hosts_with_conditional_change"]],
             "details": [r for r in mine if r["kind"] in ("file", "venv", "packages")],
             "restart": restart[0] if restart else "no restart",
+            "degraded": [r["summary"] for r in mine if r["kind"] == "degraded"],
             "rollback": rollback_plan(mine, inventory) if "litellm" in hosts[host] else "not a gateway host",
         }
     return {
@@ -92,7 +93,8 @@ def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: d
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "inventory": inventory,
         "apply_with": f"pyinfra {inventory} deploy.py",
-        "verdict": plan_verdict(plan, names),
+        "verdict": plan_verdict(plan, names, {r["host"]: r["subject"].split(", ") for r in records
+                                              if r["kind"] == "degraded"}),
         "no_changes": not any(op["hosts_with_change"] for op in plan),
         "scope": {"hosts": names, "groups": sorted({g for gs in hosts.values() for g in gs})},
         "hosts": per_host,
@@ -109,6 +111,7 @@ def render_markdown(ticket: dict[str, Any]) -> str:
              f"- groups: {', '.join(ticket['scope']['groups'])}", "", "## Planned changes", ""]
     for host, plan in ticket["hosts"].items():
         lines += [f"### {host} ({', '.join(plan['groups'])})", ""]
+        lines += [f"**DEGRADED**: {why}\n" for why in plan["degraded"]]
         if not plan["operations"]:
             lines += ["No changes.", ""]
             continue

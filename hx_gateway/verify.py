@@ -2,7 +2,9 @@
 
     python -m hx_gateway.verify inventory.py        (or lab/inventory.py)
 
-Exits non-zero when any check fails; every failure names the host, the check and the fix.
+Exits 0 when every check passes (healthy), 2 when only the checks of backends that are down fail
+(degraded: the gateway serves through the others), 1 otherwise; every failure names the host, the
+check and the fix.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
-from hx_gateway import ssh_stalls
+from hx_gateway import lock, ssh_stalls
 from hx_gateway.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
-from hx_gateway.evidence import print_outputs, write_evidence
+from hx_gateway.evidence import overall, print_outputs, write_evidence
 from hx_gateway.fact_cache import read_together
-from hx_gateway.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, VenvLitellm
+from hx_gateway.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, VenvLitellm, VenvPolicy
 from hx_gateway.plan import GatewayPlan, gateway_plan
+
+EXIT_CODES = {"healthy": 0, "failed": 1, "degraded": 2}
 
 
 def load_inventory(inventory_file: str) -> State:
@@ -47,14 +51,16 @@ def load_state(inventory_file: str) -> State:
 
 def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
     s = plan.settings
-    facts, installed_version, probes = read_together(  # one round trip
+    facts, installed_version, probes, venv_policy = read_together(  # one round trip
         (GatewayHost, {"bind_port": s.bind_port, "venv_root": s.venv_root, "unit": f"{s.service_name}.service"}),
         (VenvLitellm, {"venv_root": s.venv_root}),
         (HttpProbes, {"requests": [{"url": f"{b}/api/version"} for b in s.backends]}),
+        (VenvPolicy, {"venv_root": s.venv_root, "policy": lock.policy()}),
     )
     lock_version = plan.venv_for(facts).litellm_version
     checks = gateway_host_checks(gateway.name, s, facts["listeners"], facts["unit"].get("active", False),
-                                 facts["unit"].get("enabled", False), installed_version, lock_version, probes)
+                                 facts["unit"].get("enabled", False), installed_version, lock_version, probes,
+                                 venv_policy)
     backend_hosts = {backend_of(h.name, s.backends): h for h in state.inventory.get_group("llm", [])}
 
     def connections_per_backend() -> dict[str, int]:
@@ -78,7 +84,7 @@ def verify_backend(host, backends: tuple[str, ...], wanted: dict[str, list[str]]
     tags = host.get_fact(HttpProbes, requests=[{"url": f"http://127.0.0.1:{port}/api/tags"}])
     backend = backend_of(host.name, backends)
     models = wanted.get(backend, []) if backend else sorted({m for ms in wanted.values() for m in ms})
-    return backend_host_checks(host.name, port, models, listeners, tags[0] if tags else None)
+    return backend_host_checks(host.name, port, models, listeners, tags[0] if tags else None, backend)
 
 
 def verify_backends(state: State, settings) -> list[Check]:
@@ -108,7 +114,7 @@ def prove(inventory: str, evidence_dir: str, action: str = "verification",
     secrets = [v for p in plans for v in p.secrets.all_values()]
     bundle = write_evidence(Path(evidence_dir), checks, [p.settings for p in plans], secrets, action=action)
     print_outputs(checks, [p.settings for p in plans], bundle)
-    return 0 if checks and all(c.ok for c in checks) else 1
+    return EXIT_CODES[overall(checks)[0]]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
+from urllib.parse import urlsplit
 
-from pyinfra import host
+from pyinfra import host, logger, state
 from pyinfra.api import deploy
 
+from hx_gateway import changes
 from hx_gateway.fact_cache import read_together
 from hx_gateway.facts import FileStates, GatewayHost, HttpProbes
 from hx_gateway.generations import Generations, spec_of
 from hx_gateway.operations import file_states_arguments
+from hx_gateway.refusal import Refusal
 from hx_gateway.render import managed_directories, managed_files
 from hx_gateway.settings import Settings
+from hx_gateway.summary import note_degraded
 
 SKIP_IDENTITY_ENV = "HX_SKIP_IDENTITY_GUARD"
+# Backends the operator allows to be down for this run (host names or URLs, comma-separated).
+ALLOW_BACKENDS_DOWN_ENV = "HX_ALLOW_BACKENDS_DOWN"
 MIN_PYTHON = (3, 10)
 
 
-class PreflightError(RuntimeError):
+class PreflightError(Refusal):
     pass
 
 
@@ -47,8 +54,25 @@ def identity_problems(settings: Settings, facts: dict, inventory_name: str) -> l
             f"means ({', '.join(sorted(expected))}); fix the inventory, or for a rebuild set {SKIP_IDENTITY_ENV}=1"]
 
 
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return False
+
+
+def bind_host_problems(bind_host: str, addresses: list[str]) -> list[str]:
+    """The gateway binds `bind_host`: a wildcard, or an address this host has (else LiteLLM fails to
+    start, found only by a failed restart and a rollback). Without `ip` on the host (addresses
+    unknown) nothing can be said; the install step brings iproute2."""
+    if bind_host in ("0.0.0.0", "::") or not addresses or any(_same_address(bind_host, a) for a in addresses):
+        return []
+    return [f"bind_host: {bind_host} is not an address of this host (it has {', '.join(addresses)}); the gateway "
+            f"could not listen there: set bind_host to one of these, or 0.0.0.0"]
+
+
 def host_problems(settings: Settings, facts: dict) -> list[str]:
-    problems = []
+    problems = bind_host_problems(settings.bind_host, facts["addresses"])
     if facts["pid1"] != "systemd":
         problems.append(f"init: PID 1 is {facts['pid1']!r}, not systemd; the gateway runs as a systemd unit")
     version = tuple(int(x) for x in facts["python"].split(".")[:2])
@@ -62,14 +86,37 @@ def host_problems(settings: Settings, facts: dict) -> list[str]:
     return problems
 
 
-def backend_problems(probes: list[dict]) -> list[str]:
-    problems = []
-    for probe in probes:
-        if probe["error"] or probe["status"] != 200:
-            seen = probe["error"] or f"HTTP {probe['status']}"
-            problems.append(f"backend: {probe['url']} does not answer from this host ({seen}); "
-                            f"check `systemctl status ollama` on it and the network path to port 11434")
-    return problems
+def _names(url: str) -> set[str]:
+    """How an operator may name a backend: its URL, host name, or short host name."""
+    hostname = urlsplit(url).hostname or ""
+    return {url, hostname, hostname.split(".")[0]}
+
+
+def allowed_down() -> set[str]:
+    return {name.strip() for name in os.environ.get(ALLOW_BACKENDS_DOWN_ENV, "").split(",") if name.strip()}
+
+
+def backend_problems(probes: list[dict], allowed: set[str]) -> tuple[list[str], list[str]]:
+    """(problems, the backends down that the operator allowed down for this run: a degraded run).
+
+    No backend answering is always refused: the gateway would serve nothing. Some not answering is
+    refused unless each of them is named in HX_ALLOW_BACKENDS_DOWN."""
+    down = [p for p in probes if p["error"] or p["status"] != 200]
+    if not down:
+        return [], []
+    seen = {p["url"]: p["error"] or f"HTTP {p['status']}" for p in down}
+    if len(down) == len(probes):
+        return [f"backend: no backend answers from this host ({'; '.join(f'{u}: {e}' for u, e in seen.items())}); "
+                f"the gateway would serve nothing, so the run is refused even with {ALLOW_BACKENDS_DOWN_ENV}: "
+                f"check `systemctl status ollama` on the backends and the network path to them"], []
+    refused = [p["url"] for p in down if not _names(p["url"]) & allowed]
+    if refused:
+        names = ",".join(urlsplit(u).hostname or u for u in refused)
+        return [f"backend: {url} does not answer from this host ({seen[url]}); check `systemctl status ollama` on "
+                f"it and the network path to it. To change the gateway while it is down (rotate a key, revoke a "
+                f"client, take it out of `backends`), run again with {ALLOW_BACKENDS_DOWN_ENV}={names}: the run "
+                f"then goes ahead degraded and the preview, the ticket and verify say so" for url in refused], []
+    return [], sorted(seen)
 
 
 @deploy("Preflight")
@@ -88,9 +135,15 @@ def preflight(settings: Settings) -> dict:
         (Generations, {"spec": spec_of(settings)}),
     )
     problems = identity_problems(settings, facts, host.name) + host_problems(settings, facts)
-    problems += backend_problems(probes)
+    found, down = backend_problems(probes, allowed_down())
+    problems += found
     if problems:
         raise PreflightError(f"preflight failed on {host.name}; nothing was changed:\n"
                              + "\n".join(f"  - {p}" for p in problems))
+    if down:
+        note_degraded(state, host.name, down)
+        host.log(f"DEGRADED run ({ALLOW_BACKENDS_DOWN_ENV}): going ahead with {', '.join(down)} down", logger.warning)
+        changes.record("degraded", ", ".join(down), f"the run goes ahead with {', '.join(down)} not answering "
+                       f"({ALLOW_BACKENDS_DOWN_ENV}); verify reports it as degraded until it is back")
     facts["backend_addresses"] = sorted({a for p in probes for a in p["addresses"]})
     return facts

@@ -6,7 +6,7 @@ import socket
 from dataclasses import replace
 
 import pytest
-from test_settings import defaults
+from conftest import defaults
 
 from hx_gateway.settings import load_settings
 from tasks import preflight
@@ -55,3 +55,48 @@ def test_declared_identities_replace_the_inventory_name(lookups: list[str], monk
     monkeypatch.setenv(preflight.SKIP_IDENTITY_ENV, "1")
     assert preflight.identity_problems(declared, facts(), "hx-api-server") == []
     assert lookups == []
+
+
+def probe(url: str, ok: bool) -> dict:
+    return {"url": url, "status": 200 if ok else None, "error": "" if ok else "connection refused", "addresses": []}
+
+
+LLM01, LLM02 = "http://hx-llm01.example:11434", "http://hx-llm02.example:11434"
+
+
+def test_every_backend_answering_is_no_problem_and_no_degraded_run():
+    assert preflight.backend_problems([probe(LLM01, True), probe(LLM02, True)], set()) == ([], [])
+
+
+def test_a_backend_down_is_refused_naming_it_and_the_way_through():
+    (problem,), down = preflight.backend_problems([probe(LLM01, True), probe(LLM02, False)], set())
+    assert down == [] and problem.startswith(f"backend: {LLM02} does not answer from this host (connection refused)")
+    assert "run again with HX_ALLOW_BACKENDS_DOWN=hx-llm02.example" in problem
+
+
+@pytest.mark.parametrize("named", ["hx-llm02", "hx-llm02.example", LLM02])
+def test_a_backend_named_in_the_override_lets_the_run_go_ahead_degraded(named):
+    assert preflight.backend_problems([probe(LLM01, True), probe(LLM02, False)], {named}) == ([], [LLM02])
+
+
+def test_the_override_for_another_backend_does_not_cover_this_one():
+    problems, down = preflight.backend_problems([probe(LLM01, False), probe(LLM02, True)], {"hx-llm02"})
+    assert len(problems) == 1 and LLM01 in problems[0] and down == []
+
+
+def test_no_backend_answering_is_refused_even_with_the_override():
+    (problem,), down = preflight.backend_problems([probe(LLM01, False), probe(LLM02, False)],
+                                                  {"hx-llm01", "hx-llm02"})
+    assert down == [] and "no backend answers" in problem and "refused even with HX_ALLOW_BACKENDS_DOWN" in problem
+
+
+@pytest.mark.parametrize("bind_host, addresses, refused", [
+    ("0.0.0.0", ["10.0.0.5"], False), ("::", ["10.0.0.5"], False), ("10.0.0.5", ["127.0.0.1", "10.0.0.5"], False),
+    ("127.0.0.1", ["127.0.0.1", "10.0.0.5"], False), ("fd00::1", ["fd00:0:0::1"], False),
+    ("10.0.0.6", ["127.0.0.1", "10.0.0.5"], True), ("10.0.0.6", [], False),
+])
+def test_bind_host_must_be_a_wildcard_or_an_address_of_the_host(bind_host, addresses, refused):
+    problems = preflight.bind_host_problems(bind_host, addresses)
+    assert bool(problems) is refused
+    if refused:
+        assert problems[0].startswith(f"bind_host: {bind_host} is not an address of this host")
