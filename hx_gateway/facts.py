@@ -10,11 +10,16 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
+from pathlib import Path
 from typing import Any
 
 from pyinfra.api import FactBase
 
+from hx_gateway import host_venv_check
 from hx_gateway.remote import TARGET_PYTHON
+
+# Programs kept as real modules, sent to the host as their source text.
+HOST_VENV_CHECK = Path(host_venv_check.__file__).read_text()
 
 # Shared by the facts below: run on the target, print one JSON document. What a program imports and
 # starts is CPU on every host of every run (the no-op's main cost on a fleet), so the helpers start
@@ -441,3 +446,13 @@ try:  # "" when nothing is deployed, or the venv cannot import LiteLLM
 except OSError:
     print(json.dumps(""))
 ''', _args(venv_root))
+
+
+class VenvPolicy(_JsonFact):
+    """What the serving venv would run at every interpreter start, and whether its LiteLLM is allowed
+    (hx_gateway/host_venv_check.py, the program the install runs before activating a venv)."""
+
+    default = dict
+
+    def program(self, venv_root: str, policy: dict) -> Program:  # type: ignore[override]
+        return HOST_VENV_CHECK, [json.dumps(policy, sort_keys=True), f"{venv_root}/current"]

@@ -62,7 +62,8 @@ class ServiceUnhealthy(RuntimeError):
 def health_problem(settings: Settings, port: int | None = None, unit: str | None = None) -> str:
     """'' when the service (or a canary on `port`, run as `unit`) is healthy and serves the declared
     models, else what is wrong."""
-    args = [f"http://127.0.0.1:{port or settings.bind_port}", settings.health_timeout, settings.path("litellm.env"),
+    base = f"http://127.0.0.1:{port}" if port else settings.local_url  # a canary listens on loopback
+    args = [base, settings.health_timeout, settings.path("litellm.env"),
             unit or settings.service_name, list(settings.public_models)]
     ok, output = run_as_root(f"{TARGET_PYTHON} -c {shlex.quote(HEALTH_PROBE)} {shlex.quote(json.dumps(args))}")
     return "\n".join(output.stdout_lines).strip() if ok else f"health probe failed: {output.stderr[-500:]}"

@@ -142,13 +142,21 @@ def service_environment(settings: Settings, runtime_directory: str) -> dict[str,
         "HX_LIMITS_DB": f"/run/{runtime_directory}/limits.sqlite",
         "HOME": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "GRACEFUL_SHUTDOWN_TIMEOUT": str(settings.drain_timeout),  # LiteLLM's drain at SIGTERM
     }
+
+
+def host_argument(settings: Settings) -> str:
+    """LiteLLM's --host: gunicorn binds f"{host}:{port}", so an IPv6 address needs its brackets there;
+    uvicorn takes the bare address."""
+    ipv6 = ":" in settings.bind_host
+    return f"[{settings.bind_host}]" if ipv6 and settings.server == "gunicorn" else settings.bind_host
 
 
 def render_unit(settings: Settings, workers: int, backend_addresses: list[str]) -> str:
     return _env.get_template("litellm.service.j2").render(
         s=settings, workers=workers, ip_allow=ip_allow_list(settings, backend_addresses),
-        environment=service_environment(settings, settings.service_name),
+        environment=service_environment(settings, settings.service_name), host_argument=host_argument(settings),
     )
 
 

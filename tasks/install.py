@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
 from hx_gateway import changes, lock, render
+from hx_gateway.facts import HOST_VENV_CHECK, shell_command
 from hx_gateway.operations import ensure_directory
 from hx_gateway.plan import VenvPlan
 from hx_gateway.remote import TARGET_PYTHON
@@ -24,6 +27,11 @@ EXTRACT_UV = (
     "import glob,sys,zipfile; (w,)=glob.glob(sys.argv[1]+'/installer/uv-*.whl'); z=zipfile.ZipFile(w); "
     "(n,)=[i for i in z.namelist() if i.endswith('.data/scripts/uv')]; open(sys.argv[1]+'/uv','wb').write(z.read(n))"
 )
+
+
+def venv_check_command() -> str:
+    """The host's venv check (hx_gateway/host_venv_check.py) with the policy; append the venv and --enforce."""
+    return shell_command((HOST_VENV_CHECK, [json.dumps(lock.policy(), sort_keys=True)]))
 
 
 def install_script(settings: Settings, archive_name: str, archive_sha256: str, venv_id: str) -> str:
@@ -50,6 +58,11 @@ tar -xf {archive} -C "$work"
 {TARGET_PYTHON} -m venv --without-pip "$venv"
 UV_CACHE_DIR="$work/cache" "$work/uv" pip install --no-config --offline --no-index --quiet --find-links "$work" \\
   --require-hashes -r "$work/requirements.lock" --python "$venv/bin/python" {UV_INSTALL_OPTIONS}
+# Before `current` may point at it: only the start-up hooks the lock explains, and a LiteLLM the
+# version policy allows (hx_gateway/host_venv_check.py); else the new venv goes and `current` stays.
+if ! {venv_check_command()} "$venv" --enforce >"$work/venv-check.json"; then
+  cat "$work/venv-check.json" >&2; rm -rf "$venv"; echo "refused: $venv was not activated" >&2; exit 1
+fi
 echo {venv_id} > "$venv/.hx-venv-id"
 ln -sfn "$venv" {settings.venv_root}/current.new && mv -T {settings.venv_root}/current.new {settings.venv_root}/current
 rm -f {archive}

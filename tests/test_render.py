@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import pytest
 import yaml
-from conftest import random_key
-from test_settings import defaults
+from conftest import defaults, random_key
 
 from hx_gateway import render
 from hx_gateway.secrets import Secrets, key_digest
-from hx_gateway.settings import load_settings
+from hx_gateway.settings import SettingsError, load_settings
 
 
 def config() -> dict:
@@ -80,3 +81,51 @@ def test_ip_allow_lists_are_off_by_default_and_cover_backends_when_on():
     data["allowed_client_networks"] = ["192.168.10.0/24"]
     unit = render.render_unit(load_settings(data, "h"), 1, ["10.0.0.7"])
     assert "IPAddressDeny=any" in unit and "IPAddressAllow=localhost 192.168.10.0/24 10.0.0.7" in unit
+
+
+def unit(**knobs) -> str:
+    return render.render_unit(load_settings({**defaults(), **knobs}, "hx-api"), 2, [])
+
+
+def test_the_drain_is_one_knob_for_litellm_and_systemd():
+    """Issue 31: LiteLLM drains for drain_timeout, systemd waits 15 s more before it kills anything."""
+    text = unit(drain_timeout=50)
+    assert "Environment=GRACEFUL_SHUTDOWN_TIMEOUT=50\n" in text and "TimeoutStopSec=65\n" in text
+    assert "TimeoutStopSec=20" not in text
+    derived = unit(request_timeout=60)  # the default follows request_timeout
+    assert "Environment=GRACEFUL_SHUTDOWN_TIMEOUT=75\n" in derived and "TimeoutStopSec=90\n" in derived
+
+
+def test_under_gunicorn_the_workers_drain_before_the_master_is_stopped():
+    assert "ExecStop=/bin/sh -c 'w=$$(pgrep -P $MAINPID); [ -z \"$$w\" ] || kill -TERM $$w;" in unit()
+    assert "ExecStop=" not in unit(server="uvicorn")
+
+
+def test_a_drain_no_longer_than_request_timeout_is_refused():
+    with pytest.raises(SettingsError, match=r"drain_timeout: 30 s is not longer than request_timeout \(30 s\)"):
+        load_settings({**defaults(), "drain_timeout": 30}, "hx-api")
+
+
+def test_gunicorn_gets_an_ipv6_bind_host_in_brackets_and_uvicorn_bare():
+    assert "--host [::] --port 4000" in unit(bind_host="::")
+    assert "--host :: --port 4000" in unit(bind_host="::", server="uvicorn")
+    assert "--host 0.0.0.0 --port 4000" in unit()
+
+
+@pytest.mark.parametrize("bind_host, url", [("0.0.0.0", "http://127.0.0.1:4000"), ("::", "http://[::1]:4000"),
+                                            ("10.1.2.3", "http://10.1.2.3:4000"), ("fd00::7", "http://[fd00::7]:4000")])
+def test_the_host_reaches_its_gateway_where_it_listens(bind_host, url):
+    assert load_settings({**defaults(), "bind_host": bind_host}, "hx-api").local_url == url
+
+
+def test_the_settings_the_deploy_owns_win_over_pass_through_ones():
+    """Breakage guarded: extra_router_settings / extra_litellm_settings overriding what the deploy sets
+    (issue 32). Validation refuses them (test_settings); the rendering holds even without it."""
+    settings = replace(load_settings(defaults(), "hx-api"),
+                       extra_router_settings={"num_retries": 9, "routing_strategy": "simple-shuffle", "x": 1},
+                       extra_litellm_settings={"callbacks": [], "request_timeout": 999, "y": 2})
+    rendered = yaml.safe_load(render.render_config(settings, "1.106.2"))
+    assert rendered["router_settings"]["num_retries"] == 2 and rendered["router_settings"]["x"] == 1
+    assert rendered["router_settings"]["routing_strategy"] == "least-busy"
+    assert rendered["litellm_settings"]["callbacks"] == ["hx_auth.limits", "hx_auth.failover"]
+    assert rendered["litellm_settings"]["request_timeout"] == 30 and rendered["litellm_settings"]["y"] == 2
