@@ -7,20 +7,11 @@ import re
 
 import httpx
 import pytest
-from conftest import gateway_url, main_pid, pyinfra, random_key
+from conftest import gateway_url, host_state, main_pid, pyinfra, random_key
 
 from lab.lab import exec_in
 
 pytestmark = pytest.mark.lab
-
-STATE_CMD = ("find /etc/litellm /etc/systemd/system /opt/litellm -maxdepth 1 -type f -exec sha256sum {} + "
-             "2>/dev/null | sort; ls -la /opt/litellm; systemctl list-unit-files --no-legend | sort; "
-             "systemctl show -p MainPID --value litellm")
-
-
-def host_state() -> str:
-    return exec_in("hx-api", "sh", "-c", STATE_CMD, check=False)
-
 
 def test_fresh_converge_serves_the_aliases(converged, lab_secrets):
     assert exec_in("hx-api", "systemctl", "is-active", "litellm") == "active"
@@ -52,16 +43,16 @@ def test_second_run_changes_nothing_and_does_not_restart(converged, lab_secrets)
 
 def test_one_knob_changes_only_the_config_and_restarts_once(converged, lab_secrets, tmp_path):
     pid = main_pid()
-    (tmp_path / "litellm.py").write_text("request_timeout = 45\n")
+    (tmp_path / "litellm.py").write_text("cooldown_time = 45\n")
     run = pyinfra(secrets_env=lab_secrets, group_data=tmp_path)
     assert run.returncode == 0, run.output[-3000:]
     changed = run.changed_ops()
     assert any("config.yaml" in op for op in changed) and any(op.startswith("Service | Restart") for op in changed)
     assert not any("Unit" in op or "env file" in op or "Install LiteLLM" in op for op in changed), changed
-    assert "timeout: 45" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+    assert "cooldown_time: 45" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
     assert main_pid() != pid
     back = pyinfra(secrets_env=lab_secrets)  # and back to the defaults
-    assert back.returncode == 0 and "timeout: 30" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+    assert back.returncode == 0 and "cooldown_time: 30" in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
 
 
 BAD_GROUP_DATA = {

@@ -15,36 +15,55 @@ import pytest
 from conftest import LAB_INVENTORY, REPO, gateway_url, main_pid, pyinfra
 
 from hx_gateway.load import chat_body, run_load
-from lab.lab import exec_in
+from lab.lab import exec_in, write_file
 
 pytestmark = pytest.mark.lab
 
 
 class Poller:
-    """A client asking /v1/models every 100 ms while a deploy runs: when did it see failures."""
+    """A client asking /v1/models every 100 ms while a deploy runs: when did it see failures.
+
+    It proves its own sampling: on exit it fails if its thread died of anything but a failed request,
+    or if its answers leave a hole in the run longer than one timed-out request (MAX_GAP)."""
+
+    TIMEOUT = 5.0
+    MAX_GAP = TIMEOUT + 1.0
 
     def __init__(self, key: str) -> None:
         self.key, self.seen, self._stop = key, [], threading.Event()
+        self.crashed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=gateway_url(), timeout=5) as client:
-            while not self._stop.is_set():
-                try:
-                    ok = client.get("/v1/models", headers={"Authorization": f"Bearer {self.key}"}).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.seen.append((time.monotonic(), ok))
-                time.sleep(0.1)
+        try:
+            with httpx.Client(base_url=gateway_url(), timeout=self.TIMEOUT) as client:
+                while not self._stop.is_set():
+                    try:
+                        answer = client.get("/v1/models", headers={"Authorization": f"Bearer {self.key}"})
+                        ok = answer.status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    self.seen.append((time.monotonic(), ok))
+                    time.sleep(0.1)
+        except BaseException as error:  # a broken sampler must fail the test, not pass it with no samples
+            self.crashed = error
 
     def __enter__(self) -> Poller:
+        self.started = time.monotonic()
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
+        ended = time.monotonic()
         time.sleep(1.0)  # a few answers after the run, too
         self._stop.set()
         self._thread.join()
+        assert self.crashed is None, f"the poller died: {self.crashed!r}"
+        times = [self.started, *(at for at, _ in self.seen), ended]
+        assert self.seen and self.seen[-1][0] >= ended, "the poller stopped before the run did"
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b <= ended]
+        assert max(gaps) <= self.MAX_GAP, f"the poller left a {max(gaps):.1f} s hole in the run"
+        assert len(self.seen) >= (ended - self.started) / self.MAX_GAP, "too few answers to prove anything"
 
     def outage_windows(self) -> list[float]:
         """Lengths (s) of the runs of consecutive failures."""
@@ -75,17 +94,31 @@ def test_a_config_litellm_refuses_never_reaches_clients(converged, lab_secrets, 
     assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
 
 
+# A host in a state the loopback canary cannot see: the next start of the real unit fails once (as a
+# unit that cannot bind, or a full disk, would), and the one after succeeds.
+FAIL_NEXT_START = """[Service]
+ExecStartPre=/bin/sh -c 'if [ -e /run/hx-fail-next-start ]; then rm -f /run/hx-fail-next-start; exit 1; fi'
+"""
+
+
 def test_a_unit_that_fails_after_the_restart_is_rolled_back(converged, lab_secrets, tmp_path):
-    # The canary (loopback) passes; the real service cannot bind an address the host does not have.
-    (tmp_path / "litellm.py").write_text("bind_host = '192.0.2.10'\n")
-    with Poller(lab_secrets["HX_MASTER_KEY"]) as poller:
-        run = pyinfra(secrets_env=lab_secrets, group_data=tmp_path)
-    assert run.returncode != 0
-    assert "Rolled back to generation" in run.output and "the previous generation is serving again" in run.output
-    assert "192.0.2.10" not in exec_in("hx-api", "cat", "/etc/systemd/system/litellm.service")
-    windows = poller.outage_windows()
-    print(f"client-visible outage windows during the failed deploy: {windows} s")
-    assert len(windows) <= 1 and all(w != float("inf") for w in windows)  # one gap, then served again
+    (tmp_path / "litellm.py").write_text("request_timeout = 44\n")
+    exec_in("hx-api", "mkdir", "-p", "/etc/systemd/system/litellm.service.d")
+    write_file("hx-api", "/etc/systemd/system/litellm.service.d/hx-test-fail.conf", FAIL_NEXT_START)
+    exec_in("hx-api", "sh", "-c", "touch /run/hx-fail-next-start && systemctl daemon-reload")
+    try:
+        with Poller(lab_secrets["HX_MASTER_KEY"]) as poller:
+            run = pyinfra(secrets_env=lab_secrets, group_data=tmp_path)
+        assert run.returncode != 0
+        assert "exited at start" in run.output
+        assert "Rolled back to generation" in run.output and "the previous generation is serving again" in run.output
+        assert "timeout: 44" not in exec_in("hx-api", "cat", "/etc/litellm/config.yaml")
+        windows = poller.outage_windows()
+        print(f"client-visible outage windows during the failed deploy: {windows} s")
+        assert len(windows) <= 1 and all(w != float("inf") for w in windows)  # one gap, then served again
+    finally:
+        exec_in("hx-api", "sh", "-c", "rm -rf /etc/systemd/system/litellm.service.d /run/hx-fail-next-start && "
+                                      "systemctl daemon-reload")
     again = pyinfra(secrets_env=lab_secrets)
     assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
 

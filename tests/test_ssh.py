@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import paramiko
 import pytest
-from conftest import REPO, pyinfra, random_key
-from test_tickets import FRESH
+from conftest import FRESH, pyinfra, random_key, run_verify
 
 from lab import ssh
 from lab.lab import address_of, exec_in
@@ -23,25 +18,44 @@ SSH_INVENTORY = "lab/inventory_ssh.py"
 
 # Runs in the gateway container as root while a deploy uploads a new key: every file that holds the
 # key, and whether an unprivileged account (nobody) could read it at that moment.
+# Runs in the gateway as root while a deploy uploads a new key. As often as it can, it reads the two
+# transient copies (the upload into the admin's private directory, the root-only file beside the
+# destination) with their owner and mode; every 200 rounds it also walks the places a copy could
+# land and asks whether `nobody` can read each file that holds the key. Prints one JSON document.
 WATCHER = r'''
-import os, subprocess, sys, time
-key, seconds = sys.argv[1], float(sys.argv[2])
-seen, readable = set(), set()
-deadline = time.time() + seconds
+import glob, json, os, pwd, subprocess, sys, time
+key, seconds = sys.argv[1].encode(), float(sys.argv[2])
+transient, seen, readable = {}, set(), set()
+def holds_key(path):
+    try:
+        return os.path.getsize(path) <= 65536 and key in open(path, "rb").read()
+    except OSError:
+        return False
+def ownership(path):
+    st = os.stat(path)
+    return [pwd.getpwuid(st.st_uid).pw_name, oct(st.st_mode & 0o777)[2:]]
+deadline, rounds = time.time() + seconds, 0
 while time.time() < deadline:
+    rounds += 1
+    for path in glob.glob("/tmp/hx-upload-*/payload") + glob.glob("/etc/litellm/*.hx-new"):
+        try:
+            if holds_key(path):
+                transient.setdefault(path, {"file": ownership(path), "dir": ownership(os.path.dirname(path))})
+        except OSError:
+            pass
+    if rounds % 200:
+        time.sleep(0.0005)
+        continue
     for root in ("/tmp", "/var/tmp", "/etc/litellm", "/home/hxadmin"):
         for folder, _, names in os.walk(root):
             for name in names:
                 path = os.path.join(folder, name)
-                try:
-                    if os.path.getsize(path) > 65536 or key.encode() not in open(path, "rb").read():
-                        continue
-                except OSError:
+                if not holds_key(path):
                     continue
                 seen.add(path)
                 if subprocess.run(["runuser", "-u", "nobody", "--", "cat", path], capture_output=True).returncode == 0:
                     readable.add(path)
-print(sorted(seen)); print(sorted(readable))
+print(json.dumps({"transient": transient, "seen": sorted(seen), "readable": sorted(readable), "rounds": rounds}))
 '''
 
 
@@ -53,12 +67,6 @@ def ssh_lab(lab):
 
 def over_ssh(secrets_env: dict[str, str], *args: str):
     return pyinfra(*args, secrets_env=secrets_env, inventory=SSH_INVENTORY)
-
-
-def verify_over_ssh(secrets_env: dict[str, str], evidence_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent"}
-    return subprocess.run([sys.executable, "-m", "hx_gateway.verify", SSH_INVENTORY, "--evidence-dir",
-                           str(evidence_dir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_root_cannot_log_in_and_the_admin_needs_its_key(ssh_lab):
@@ -81,7 +89,7 @@ def test_fresh_converge_over_ssh_then_no_changes_then_checks_pass(ssh_lab, conve
     modes = exec_in("hx-api", "stat", "-c", "%n %a %U %G", "/etc/litellm/litellm.env", "/etc/litellm/config.yaml",
                     "/opt/litellm/current/bin/python")
     assert "/etc/litellm/litellm.env 600 root root" in modes and "/etc/litellm/config.yaml 640 root litellm" in modes
-    verify = verify_over_ssh(lab_secrets, tmp_path)
+    verify = run_verify(lab_secrets, tmp_path, SSH_INVENTORY)
     assert verify.returncode == 0, verify.stdout[-4000:]
 
 
@@ -122,7 +130,7 @@ def test_a_module_planted_in_the_admins_home_never_runs_as_root(ssh_lab, converg
             assert not planted_module_ran(), run.output[-2000:]
             assert run.returncode == 0 and any(op.startswith("Service | Restart") for op in run.changed_ops()), \
                 run.output[-2000:]
-        verify = verify_over_ssh(lab_secrets, tmp_path / "evidence")
+        verify = run_verify(lab_secrets, tmp_path / "evidence", SSH_INVENTORY)
         assert not planted_module_ran(), verify.stdout[-2000:]
         assert verify.returncode == 0, verify.stdout[-4000:]
     finally:
@@ -130,20 +138,33 @@ def test_a_module_planted_in_the_admins_home_never_runs_as_root(ssh_lab, converg
 
 
 def test_the_secret_is_never_readable_by_another_account_during_upload(ssh_lab, converged, lab_secrets):
-    rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
-    report: list[str] = []
-    watcher = threading.Thread(target=lambda: report.append(exec_in(
-        "hx-api", "python3", "-c", WATCHER, rotated["HX_MASTER_KEY"], "25")))
-    watcher.start()
-    run = over_ssh(rotated, "-vvv")
-    watcher.join()
-    assert run.returncode == 0, run.output[-3000:]
-    seen, readable = (json.loads(line.replace("'", '"')) for line in report[0].splitlines())
-    print(f"files that held the new key during the deploy: {seen}")
-    assert readable == [], f"readable by nobody: {readable}"
-    assert "/etc/litellm/litellm.env" in seen
-    # The mechanism, from the commands pyinfra ran: a 0700 directory owned by the uploading account.
-    assert 'install -d -m 700 -o "${SUDO_USER:-root}" /tmp/hx-upload-' in run.output
-    assert rotated["HX_MASTER_KEY"] not in run.output and lab_secrets["HX_MASTER_KEY"] not in run.output
+    """The watcher must prove it sampled: it has to see the upload's transient copy in the admin's
+    0700 directory at least once (a few rotations give it the chance), and every copy it saw."""
+    uploads: dict[str, dict] = {}
+    for _ in range(3):
+        rotated = {**lab_secrets, "HX_MASTER_KEY": random_key()}
+        report: list[str] = []
+        watcher = threading.Thread(target=lambda key=rotated["HX_MASTER_KEY"], into=report: into.append(exec_in(
+            "hx-api", "python3", "-c", WATCHER, key, "25")))
+        watcher.start()
+        run = over_ssh(rotated, "-vvv")
+        watcher.join()
+        assert run.returncode == 0, run.output[-3000:]
+        found = json.loads(report[0])
+        print(f"files that held the new key during the deploy: {found}")
+        assert found["rounds"] > 1000 and found["readable"] == [], found
+        assert "/etc/litellm/litellm.env" in found["seen"]
+        # The mechanism, from the commands pyinfra ran: a 0700 directory owned by the uploading account.
+        assert 'install -d -m 700 -o "${SUDO_USER:-root}" /tmp/hx-upload-' in run.output
+        assert rotated["HX_MASTER_KEY"] not in run.output and lab_secrets["HX_MASTER_KEY"] not in run.output
+        for path, owner in found["transient"].items():
+            if path.startswith("/tmp/hx-upload-"):
+                assert owner["dir"] == ["hxadmin", "700"], (path, owner)
+                uploads[path] = owner
+            else:
+                assert owner["file"][1] == "600" and owner["dir"] == ["root", "755"], (path, owner)
+        if uploads:
+            break
+    assert uploads, "the watcher never saw the upload's transient copy: it proved nothing"
     back = over_ssh(lab_secrets)  # the session's key again, for the tests after this one
     assert back.returncode == 0

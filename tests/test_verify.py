@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, gateway_url, pyinfra
-from test_deploy import host_state
+from conftest import gateway_url, host_state, pyinfra, run_verify
 
 from hx_gateway.checks import VALIDATION_PLAN
 from lab.lab import configure_double, exec_in
@@ -19,14 +14,8 @@ from lab.lab import configure_double, exec_in
 pytestmark = pytest.mark.lab
 
 
-def verify(secrets_env: dict[str, str], evidence: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent"}
-    return subprocess.run([sys.executable, "-m", "hx_gateway.verify", "lab/inventory.py", "--evidence-dir",
-                           str(evidence)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_healthy_lab_passes_every_check_and_writes_the_bundle(converged, lab_secrets, tmp_path):
-    result = verify(lab_secrets, tmp_path)
+    result = run_verify(lab_secrets, tmp_path)
     assert result.returncode == 0, result.stdout[-4000:]
     (bundle,) = tmp_path.iterdir()
     summary, checks = (bundle / "summary.md").read_text(), json.loads((bundle / "checks.json").read_text())
@@ -46,7 +35,7 @@ def test_healthy_lab_passes_every_check_and_writes_the_bundle(converged, lab_sec
 def test_stopped_backend_is_named_and_the_gateway_still_answers(converged, lab_secrets, tmp_path):
     exec_in("hx-llm02", "systemctl", "stop", "ollama")
     try:
-        result = verify(lab_secrets, tmp_path)
+        result = run_verify(lab_secrets, tmp_path)
         assert result.returncode != 0
         failed = [line for line in result.stdout.splitlines() if "FAIL" in line]
         assert any("hx-llm02" in line and "ollama_port_listening" in line for line in failed), result.stdout
@@ -61,7 +50,7 @@ def test_stopped_backend_is_named_and_the_gateway_still_answers(converged, lab_s
 def test_missing_model_is_named_with_host_and_fix(converged, lab_secrets, tmp_path):
     configure_double("hx-llm01", {"models": ["phi3:3.8b-mini-128k-instruct-q8_0", "mxbai-embed-large"]})
     try:
-        result = verify(lab_secrets, tmp_path)
+        result = run_verify(lab_secrets, tmp_path)
         assert result.returncode != 0
         assert "FAIL  @docker/hx-llm01" in result.stdout
         assert "backend_has_model[llama3:8b-instruct-q8_0]" in result.stdout
