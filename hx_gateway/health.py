@@ -10,49 +10,18 @@ import json
 import re
 import secrets
 import shlex
+from pathlib import Path
 
 from pyinfra import host
 
+from hx_gateway import host_health
 from hx_gateway.evidence import redact_keys
 from hx_gateway.generations import run_tool, spec_of
 from hx_gateway.remote import TARGET_PYTHON, run_as_root
 from hx_gateway.render import service_environment
 from hx_gateway.settings import Settings
 
-# Runs on the host as root: poll liveliness, give up early if systemd had to restart the service
-# (it exits at start), then a smoke check: /v1/models with the master key, read from the env file
-# here so it never travels or shows on a command line. Prints "" when healthy, else what failed.
-HEALTH_PROBE = r'''
-import json, subprocess, sys, time, urllib.request
-base, limit, env_file, service, models = json.loads(sys.argv[1])
-def unit(prop):
-    return subprocess.run(["systemctl", "show", "-p", prop, "--value", service], capture_output=True,
-                          text=True).stdout.strip()
-deadline, problem = time.time() + limit, f"/health/liveliness did not answer 200 within {limit}s"
-while time.time() < deadline:
-    # auto-restart: the main process exited and systemd waits RestartSec before trying again.
-    state = unit("ActiveState")
-    if unit("NRestarts") not in ("", "0") or state in ("failed", "inactive") or unit("SubState") == "auto-restart":
-        problem = f"{service} exited at start (systemd state {unit('ActiveState')}/{unit('SubState')})"
-        break
-    try:
-        if urllib.request.urlopen(base + "/health/liveliness", timeout=2).status == 200:
-            problem = ""
-            break
-    except Exception:
-        pass
-    time.sleep(0.5)
-if not problem:
-    key = dict(l.split("=", 1) for l in open(env_file).read().splitlines() if "=" in l)["LITELLM_MASTER_KEY"]
-    req = urllib.request.Request(base + "/v1/models", headers={"Authorization": "Bearer " + key})
-    try:
-        listed = {m["id"] for m in json.load(urllib.request.urlopen(req, timeout=10))["data"]}
-        missing = sorted(set(models) - listed)
-        problem = f"smoke check: /v1/models lacks {missing}" if missing else ""
-    except Exception as exc:
-        problem = f"smoke check: /v1/models failed: {type(exc).__name__}: {exc}"
-print(problem)
-'''
+HOST_HEALTH = Path(host_health.__file__).read_text()
 
 
 class ServiceUnhealthy(RuntimeError):
@@ -65,7 +34,7 @@ def health_problem(settings: Settings, port: int | None = None, unit: str | None
     base = f"http://127.0.0.1:{port}" if port else settings.local_url  # a canary listens on loopback
     args = [base, settings.health_timeout, settings.path("litellm.env"),
             unit or settings.service_name, list(settings.public_models)]
-    ok, output = run_as_root(f"{TARGET_PYTHON} -c {shlex.quote(HEALTH_PROBE)} {shlex.quote(json.dumps(args))}")
+    ok, output = run_as_root(f"{TARGET_PYTHON} -c {shlex.quote(HOST_HEALTH)} {shlex.quote(json.dumps(args))}")
     return "\n".join(output.stdout_lines).strip() if ok else f"health probe failed: {output.stderr[-500:]}"
 
 

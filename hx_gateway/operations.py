@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import hmac
 import secrets as random_source
 from io import BytesIO
 
@@ -18,6 +17,7 @@ from pyinfra.operations import files
 from hx_gateway import changes
 from hx_gateway.fact_cache import cached_fact
 from hx_gateway.facts import FileStates
+from hx_gateway.host_facts import dotenv_entries
 from hx_gateway.render import ManagedDirectory, ManagedFile
 
 # One salt per run: the secret files' per-name hashes are comparable within a run and useless after.
@@ -55,15 +55,6 @@ class SecretText:
     __str__ = __repr__
 
 
-def _entries(text: str, salt: str) -> dict[str, str]:
-    found = {}
-    for line in text.splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            found[name.strip()] = hmac.new(salt.encode(), value.strip().encode(), "sha256").hexdigest()
-    return found
-
-
 def changed_names(current: dict[str, str], desired: dict[str, str]) -> list[str]:
     return sorted(n for n in current.keys() | desired.keys() if current.get(n) != desired.get(n))
 
@@ -83,7 +74,7 @@ def describe_change(file: ManagedFile, current: dict, desired: str) -> tuple[str
     elif not same_content:
         parts.append("contents changed (hidden)" if file.secret else "contents changed")
     if file.secret and not same_content:
-        names = changed_names(current.get("entries", {}) if exists else {}, _entries(desired, RUN_SALT))
+        names = changed_names(current.get("entries", {}) if exists else {}, dotenv_entries(desired, RUN_SALT))
         if names:
             parts.append(f"names changed: {', '.join(names)}")
     if exists and (current.get("user"), current.get("group")) != (file.user, file.group):

@@ -1,9 +1,11 @@
-"""The facts' programs run here against scratch files (they are plain python3 on the host): a Batch
-answers exactly what each fact answers on its own, in order, in one process."""
+"""The facts the deploy reads on a host (hx_gateway/host_facts.py), run here against scratch files:
+in-process where they are plain functions, and as the host runs them (python3 -I -S, a Batch on
+stdin) where the way they travel matters."""
 
 from __future__ import annotations
 
 import getpass
+import hmac
 import http.server
 import inspect
 import json
@@ -18,18 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from hx_gateway.facts import (
-    _LISTENERS,
-    Batch,
-    FileStates,
-    GatewayHost,
-    HttpProbes,
-    Listeners,
-    VenvLitellm,
-    shell_command,
-)
+from hx_gateway import host_facts
+from hx_gateway.facts import Batch, FileStates, GatewayHost, HttpProbes, Listeners, VenvLitellm, shell_command
 from hx_gateway.generations import Generations
-from hx_gateway.operations import _entries
 
 
 def run(command: str, stdin: str | None = None, env: dict[str, str] | None = None) -> object:
@@ -60,15 +53,15 @@ def test_a_batch_answers_what_each_fact_answers_alone(tmp_path: Path):
     assert len(command) < 200 and "paths" not in command  # the programs travel on stdin
 
 
-@pytest.mark.parametrize("salt", ["s", "x" * 64, "y" * 65, "z" * 200], ids=["short", "block", "block+1", "long"])
-def test_secret_entries_are_the_keyed_digests_the_control_node_computes(tmp_path: Path, salt: str):
-    # The host's HMAC (without hmac/hashlib) must equal the control node's, or every run shows a change.
+def test_secret_entries_are_keyed_digests_never_the_values(tmp_path: Path):
     text = "# comment\nLITELLM_MASTER_KEY=sk-secret\nEMPTY=\n  SPACED = v a l \n"
     (tmp_path / "litellm.env").write_text(text)
     path = str(tmp_path / "litellm.env")
-    found = run(FileStates().command(paths=[path], secret_paths=[path], salt=salt, with_text=False))
-    assert found[path]["entries"] == _entries(text, salt)  # type: ignore[index]
-    assert set(_entries(text, salt)) == {"LITELLM_MASTER_KEY", "EMPTY", "SPACED"}
+    found = host_facts.file_states([path], [path], "salt", with_text=False)[path]
+    assert found["entries"] == {"LITELLM_MASTER_KEY": hmac.new(b"salt", b"sk-secret", "sha256").hexdigest(),
+                                "EMPTY": hmac.new(b"salt", b"", "sha256").hexdigest(),
+                                "SPACED": hmac.new(b"salt", b"v a l", "sha256").hexdigest()}
+    assert "sk-secret" not in json.dumps(found) and "text" not in found
 
 
 def test_pyinfra_sees_each_programs_arguments_as_the_facts_arguments():
@@ -98,17 +91,8 @@ def test_listeners_reads_address_port_and_owner(family: int, address: str, with_
     assert [(item["address"], item["port"], item["users"]) for item in found] == [(address, port, [getpass.getuser()])]
 
 
-def _listeners_of(port: int, owner: str | None, env: dict[str, str]) -> list[dict]:
-    program = _LISTENERS + ("import json, sys\nport, owner = json.loads(sys.argv[1])\n"
-                            "print(json.dumps(listeners(port, owner)))")
-    return run(shell_command((program, [json.dumps([port, owner])])), env=env)  # type: ignore[return-value]
-
-
-def test_listeners_stop_reading_at_the_first_connection_yet_find_a_listener_opened_after_many(tmp_path: Path):
-    # The kernel lists listening sockets first, so the program stops at the first other row; a
-    # listener opened after 60 connections (to another listener) must still be found.
+def test_without_ss_every_row_is_read_so_a_listener_after_many_connections_is_found(tmp_path: Path):
     (tmp_path / "python3").symlink_to(sys.executable)
-    env = {"PATH": str(tmp_path)}  # no ss: the /proc rows alone
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(128)
@@ -118,7 +102,7 @@ def test_listeners_stop_reading_at_the_first_connection_yet_find_a_listener_open
                 late.bind(("127.0.0.1", 0))
                 late.listen()
                 port = late.getsockname()[1]
-                found = _listeners_of(port, getpass.getuser(), env)
+                found = run(shell_command(Listeners().program(port=port)), env={"PATH": str(tmp_path)})
         finally:
             for client in clients:
                 client.close()
@@ -126,56 +110,33 @@ def test_listeners_stop_reading_at_the_first_connection_yet_find_a_listener_open
         ("127.0.0.1", port, [getpass.getuser()])]
 
 
-def test_listeners_ask_ss_for_processes_only_when_someone_else_holds_the_port(tmp_path: Path):
-    # ss -p scans every process and ss -e the whole cgroup tree: only worth it to name a squatter.
-    (tmp_path / "python3").symlink_to(sys.executable)
+def test_listeners_ask_ss_for_processes_only_when_someone_else_holds_the_port(tmp_path: Path, monkeypatch):
+    # ss -p reads every process: only worth it to name a squatter.
     fake_ss = tmp_path / "ss"
     fake_ss.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/ss.calls\n"
-                       "echo 'LISTEN 0 5 127.0.0.1:'$PORT' 0.0.0.0:* users:((\"squatter\",pid=1,fd=3)) uid:0'\n")
+                       "case \"$1\" in *p*) users=' users:((\"squatter\",pid=1,fd=3))';; esac\n"
+                       "echo \"LISTEN 0 5 127.0.0.1:4100 0.0.0.0:*$users uid:0\"\n")
     fake_ss.chmod(0o755)
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        port = listening.getsockname()[1]
-        env = {"PATH": str(tmp_path), "PORT": str(port)}
-        owned = _listeners_of(port, getpass.getuser(), env)
-        assert not (tmp_path / "ss.calls").exists() and owned[0]["processes"] == []
-        foreign = _listeners_of(port, "someone-else", env)
-    assert (tmp_path / "ss.calls").read_text().split() == ["-Htlnpe", "(", "sport", "=", f":{port}", ")"]
-    assert foreign == [{"address": "127.0.0.1", "port": port, "users": ["root"], "processes": ["squatter"]}]
+    monkeypatch.setenv("PATH", str(tmp_path))
+    owned = host_facts.listeners(4100, "root")
+    assert (tmp_path / "ss.calls").read_text().splitlines() == ["-Htlne ( sport = :4100 )"]
+    assert owned == [{"address": "127.0.0.1", "port": 4100, "users": ["root"], "processes": []}]
+    foreign = host_facts.listeners(4100, "litellm")
+    assert (tmp_path / "ss.calls").read_text().splitlines()[1:] == ["-Htlne ( sport = :4100 )",
+                                                                    "-Htlnpe ( sport = :4100 )"]
+    assert foreign == [{"address": "127.0.0.1", "port": 4100, "users": ["root"], "processes": ["squatter"]}]
 
 
-def test_gateway_host_starts_only_ip_and_systemctl_and_imports_no_subprocess(tmp_path: Path):
-    # Preflight's program runs on every host of every run: what it imports and starts is the no-op's cost.
-    calls = tmp_path / "calls"
-    for tool in ("ss", "ip", "systemctl"):
-        (tmp_path / tool).write_text(f"#!/bin/sh\necho {tool} >> {calls}\n")
-        (tmp_path / tool).chmod(0o755)
-    (tmp_path / "python3").symlink_to(sys.executable)
-    program, argv = GatewayHost().program(bind_port=1, venv_root=str(tmp_path), unit="litellm.service")
-    watched = program.replace('print(json.dumps({', 'print(json.dumps({"modules": sorted(sys.modules), ')
-    found = run(shell_command((watched, argv)), env={"PATH": str(tmp_path)})
-    assert calls.read_text().split() == ["ip", "systemctl"]
-    assert not {"subprocess", "platform", "shutil", "glob", "importlib.util"} & set(found["modules"])
+def test_gateway_host_reads_the_host_as_it_is(tmp_path: Path):
+    found = host_facts.gateway_host(1, str(tmp_path), ["root", "root"], [str(tmp_path), str(tmp_path / "no")],
+                                    "")
     assert found["python"] == platform.python_version() and found["arch"] == platform.machine()
-    assert found["glibc"] == platform.libc_ver()[1] and found["has_ss"] is True
-
-
-def test_preflights_batch_imports_nothing_heavy(tmp_path: Path, echo_server: str):
-    # Preflight's one program per host per run: each module it imports is CPU on every host (~0.5-8 ms).
-    spec = {"store": str(tmp_path / "generations"), "keep": 2, "venv_root": str(tmp_path), "files": []}
-    programs = [GatewayHost().program(bind_port=1, venv_root=str(tmp_path), unit="litellm.service"),
-                HttpProbes().program([{"url": f"{echo_server}/api/version"}]),
-                FileStates().program(paths=[], secret_paths=[], salt="s", with_text=False),
-                Generations().program(spec=spec)]
-    watch = ("import atexit, sys\natexit.register(lambda: sys.__stderr__.write(' '.join(sys.modules)))\nprint(1)", [])
-    done = subprocess.run(["/bin/sh", "-c", Batch().command(programs=[watch, *programs])],
-                          input=Batch.stdin([watch, *programs]), capture_output=True, text=True, check=False)
-    loaded = set(done.stderr.split())
-    assert "json" in loaded and "socket" in loaded, done.stderr
-    heavy = {"subprocess", "platform", "shutil", "glob", "tempfile", "datetime", "importlib.util", "contextlib",
-             "encodings.idna", "urllib.request", "http.client", "email", "ssl", "site", "hashlib", "hmac"}
-    assert not heavy & loaded
+    assert found["glibc"] == platform.libc_ver()[1] and found["hostname"] == socket.gethostname()
+    assert found["directories"][str(tmp_path / "no")] is None and found["directories"][str(tmp_path)]["is_dir"]
+    assert found["account"]["group_exists"] and found["account"]["user"]["home"] == "/root"
+    assert found["installed_venv_id"] == "" and found["venv"] == "" and found["unit"] == {}
+    if shutil.which("ip"):
+        assert "127.0.0.1" in found["addresses"]
 
 
 def test_venv_litellm_asks_the_venvs_own_interpreter_and_is_empty_without_one(tmp_path: Path):
@@ -203,7 +164,7 @@ class _Echo(http.server.BaseHTTPRequestHandler):
         if self.path == "/big":
             self._answer(200, b"x" * 100_000)
         elif self.path == "/api/version":
-            self._answer(200, json.dumps({"version": "0.0.0", "http": self.request_version}).encode())
+            self._answer(200, json.dumps({"version": "0.0.0"}).encode())
         else:
             self._answer(404, b'{"error": "not found"}')
 
@@ -224,7 +185,8 @@ def echo_server():
     server.server_close()
 
 
-def test_http_probes_answer_status_body_and_time_or_the_error(echo_server: str):
+def test_http_probes_answer_status_body_and_time_or_the_error(echo_server: str, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # never used: the probe goes straight to the URL
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         closed_port = unused.getsockname()[1]
@@ -232,8 +194,8 @@ def test_http_probes_answer_status_body_and_time_or_the_error(echo_server: str):
                 {"url": f"{echo_server}/api/show", "json": {"name": "phi3"}}, {"url": f"{echo_server}/big"},
                 {"url": f"http://127.0.0.1:{closed_port}/api/version"},
                 {"url": "http://hx-no-such-host.invalid:11434/api/version"}]
-    version, missing, posted, big, refused, unresolved = run(shell_command(HttpProbes().program(requests, 2.0)))
-    assert version["status"] == 200 and json.loads(version["body"]) == {"version": "0.0.0", "http": "HTTP/1.0"}
+    version, missing, posted, big, refused, unresolved = host_facts.http_probes(requests, 2.0)
+    assert version["status"] == 200 and json.loads(version["body"]) == {"version": "0.0.0"}
     assert version["addresses"] == ["127.0.0.1"] and version["ms"] > 0 and not version["error"]
     assert missing["status"] == 404 and "not found" in missing["body"]
     assert json.loads(posted["body"]) == {"got": {"name": "phi3"}, "type": "application/json"}
@@ -242,13 +204,9 @@ def test_http_probes_answer_status_body_and_time_or_the_error(echo_server: str):
     assert unresolved["error"].startswith("name does not resolve") and unresolved["ms"] is None
 
 
-def test_http_probes_do_not_import_urllib_for_plain_http(echo_server: str):
-    # What the program imports is CPU on every host of every run (urllib.request is ~30 ms there).
-    program, argv = HttpProbes().program([{"url": f"{echo_server}/api/version"}])
-    watched = program.replace("print(json.dumps(results))",
-                              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-                              "('http', 'email', 'ssl') or m == 'urllib.request')))")
-    assert run(shell_command((watched, argv))) == []
+def test_http_probes_run_as_the_host_runs_them(echo_server: str):
+    (answer,) = run(shell_command(HttpProbes().program([{"url": f"{echo_server}/api/version"}])))
+    assert answer["status"] == 200 and answer["addresses"] == ["127.0.0.1"]
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl to make a certificate")
@@ -262,9 +220,20 @@ def test_http_probes_speak_tls_to_https_and_verify_the_certificate(tmp_path: Pat
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        (answer,) = run(shell_command(HttpProbes().program([{"url": f"https://127.0.0.1:{server.server_address[1]}/"}])))
+        (answer,) = host_facts.http_probes([{"url": f"https://127.0.0.1:{server.server_address[1]}/"}])
     finally:
         server.shutdown()
         server.server_close()
-    # A certificate no authority signed is refused, as urllib would: the probe spoke TLS and checked it.
+    # A certificate no authority signed is refused: the probe spoke TLS and checked it.
     assert answer["status"] is None and "CERTIFICATE_VERIFY_FAILED" in answer["error"], answer
+
+
+def test_peer_connections_name_the_remote_ends_and_never_the_listener():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            peers = host_facts.peer_connections(port)
+    if shutil.which("ss"):
+        assert peers == ["127.0.0.1"]
