@@ -37,8 +37,8 @@ from seed_style import UNIT as SEED_UNIT
 from seed_style import start_seed_gateway, stop_seed_gateway
 
 from hx_gateway.load import chat_body, run_load
-from hx_gateway.plan import gateway_plan
-from hx_gateway.settings import Settings
+from hx_gateway.model.plan import gateway_plan
+from hx_gateway.model.settings import Settings
 from hx_gateway.verify import load_inventory
 from lab.lab import DOUBLE_DELAY_MS, Lab, address_of, configure_double, exec_in
 

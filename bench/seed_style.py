@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import yaml
 
-from hx_gateway.settings import Settings
+from hx_gateway.model.settings import Settings
 from lab.lab import exec_in, wait_for_port, write_file
 
 UNIT = "hx-seed-bench"

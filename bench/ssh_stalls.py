@@ -1,4 +1,4 @@
-"""pyinfra over SSH with and without Nagle: with config.py (hx_gateway/ssh_stalls.py sets TCP_NODELAY
+"""pyinfra over SSH with and without Nagle: with config.py (hx_gateway/patches/ssh_stalls.py sets TCP_NODELAY
 on every connection) and with an empty `--config` (paramiko as shipped), alternating run by run.
 
     python bench/ssh_stalls.py [--runs 5]

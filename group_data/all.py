@@ -1,5 +1,5 @@
 # Every knob of the gateway, with its default. The README's "Variables" table lists each one.
-# Typed and validated by hx_gateway/settings.py before any host is touched; the lab overrides
+# Typed and validated by hx_gateway/model/settings.py before any host is touched; the lab overrides
 # some of them in lab/group_data/ (names of the backends, environment).
 
 # "production" enforces strong secrets; "lab" is the Docker lab (lab/).

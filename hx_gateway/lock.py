@@ -27,8 +27,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hx_gateway import host_venv_check
-from hx_gateway.refusal import Refusal
+from hx_gateway.host import venv_check as host_venv_check
+from hx_gateway.model.refusal import Refusal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_DIR = REPO_ROOT / "locks"

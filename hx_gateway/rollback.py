@@ -18,11 +18,11 @@ from pyinfra.api import Host
 from pyinfra.api.connect import disconnect_all
 from pyinfra.context import ctx_host
 
-from hx_gateway.checks import Check
-from hx_gateway.generations import run_tool, spec_of
-from hx_gateway.health import health_problem, restart_service
-from hx_gateway.plan import gateway_plan
-from hx_gateway.settings import Settings
+from hx_gateway.model.plan import gateway_plan
+from hx_gateway.model.settings import Settings
+from hx_gateway.proof.checks import Check
+from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
+from hx_gateway.pyinfra_ext.health import health_problem, restart_service
 from hx_gateway.verify import load_state, prove
 
 

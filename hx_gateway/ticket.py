@@ -19,12 +19,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hx_gateway import changes
-from hx_gateway.checks import VALIDATION_PLAN
-from hx_gateway.evidence import redact, redact_keys
-from hx_gateway.plan import gateway_plan
-from hx_gateway.settings import SettingsError
-from hx_gateway.summary import plan_verdict
+from hx_gateway.model.plan import gateway_plan
+from hx_gateway.model.settings import SettingsError
+from hx_gateway.proof.checks import VALIDATION_PLAN
+from hx_gateway.proof.evidence import redact, redact_keys
+from hx_gateway.pyinfra_ext import changes
+from hx_gateway.pyinfra_ext.summary import plan_verdict
 from hx_gateway.verify import load_inventory
 
 REPO = Path(__file__).resolve().parent.parent

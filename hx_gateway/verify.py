@@ -20,12 +20,13 @@ from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
-from hx_gateway import lock, ssh_stalls
-from hx_gateway.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
-from hx_gateway.evidence import overall, print_outputs, write_evidence
-from hx_gateway.fact_cache import read_together
-from hx_gateway.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, VenvLitellm, VenvPolicy
-from hx_gateway.plan import GatewayPlan, gateway_plan
+from hx_gateway import lock
+from hx_gateway.model.plan import GatewayPlan, gateway_plan
+from hx_gateway.patches import ssh_stalls
+from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
+from hx_gateway.proof.evidence import overall, print_outputs, write_evidence
+from hx_gateway.pyinfra_ext.fact_cache import read_together
+from hx_gateway.pyinfra_ext.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, VenvLitellm, VenvPolicy
 
 EXIT_CODES = {"healthy": 0, "failed": 1, "degraded": 2}
 

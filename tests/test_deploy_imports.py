@@ -9,9 +9,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-PLANNING = ("import sys; import tasks.preflight, tasks.install, tasks.configure, tasks.service, "
-            "hx_gateway.plan, hx_gateway.summary, hx_gateway.generations, hx_gateway.op_order; "
-            "print(sorted(m for m in ('httpx', 'hx_gateway.checks') if m in sys.modules))")
+PLANNING = ("import sys; import tasks.gateway, hx_gateway.model.plan, hx_gateway.pyinfra_ext.summary, "
+            "hx_gateway.pyinfra_ext.generations, hx_gateway.patches.op_order; "
+            "print(sorted(m for m in ('httpx', 'hx_gateway.proof.checks') if m in sys.modules))")
 
 
 def test_planning_a_deploy_leaves_the_client_checks_unloaded():

@@ -6,9 +6,9 @@ import json
 
 from conftest import defaults, random_key
 
-from hx_gateway.checks import Check
-from hx_gateway.evidence import REDACTED, redact, redact_keys, write_evidence
-from hx_gateway.settings import load_settings
+from hx_gateway.model.settings import load_settings
+from hx_gateway.proof.checks import Check
+from hx_gateway.proof.evidence import REDACTED, redact, redact_keys, write_evidence
 
 
 def test_redact_replaces_every_occurrence_of_every_secret():

@@ -1,4 +1,4 @@
-"""The facts the deploy reads on a host (hx_gateway/host_facts.py), run here against scratch files:
+"""The facts the deploy reads on a host (hx_gateway/host/facts.py), run here against scratch files:
 in-process where they are plain functions, and as the host runs them (python3 -I -S, a Batch on
 stdin) where the way they travel matters."""
 
@@ -20,9 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from hx_gateway import host_facts
-from hx_gateway.facts import Batch, FileStates, GatewayHost, HttpProbes, Listeners, VenvLitellm, shell_command
-from hx_gateway.generations import Generations
+from hx_gateway.host import facts as host_facts
+from hx_gateway.pyinfra_ext.facts import (
+    Batch,
+    FileStates,
+    GatewayHost,
+    HttpProbes,
+    Listeners,
+    VenvLitellm,
+    shell_command,
+)
+from hx_gateway.pyinfra_ext.generations import Generations
 
 
 def run(command: str, stdin: str | None = None, env: dict[str, str] | None = None) -> object:

@@ -9,8 +9,8 @@ import threading
 
 import httpx
 
-from hx_gateway.checks import BURST_ATTEMPTS, BURST_REQUESTS, _fan_out_check
-from hx_gateway.settings import ModelAlias
+from hx_gateway.model.settings import ModelAlias
+from hx_gateway.proof.checks import BURST_ATTEMPTS, BURST_REQUESTS, _fan_out_check
 
 BACKENDS = ("http://llm01:11434", "http://llm02:11434")
 ALIAS = ModelAlias("phi3", "phi3:mini", "chat", BACKENDS)

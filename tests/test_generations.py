@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hx_gateway import host_generations as tool
+from hx_gateway.host import generations as tool
 
 SECRET = "sk-" + "s3cret" * 8
 

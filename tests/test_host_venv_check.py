@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hx_gateway import host_venv_check, lock
+from hx_gateway import lock
+from hx_gateway.host import venv_check as host_venv_check
 
 PROGRAM = Path(host_venv_check.__file__)
 

@@ -1,4 +1,4 @@
-"""hx_gateway.op_order answers exactly what pyinfra's own stack reading answers, from any depth."""
+"""hx_gateway.patches.op_order answers exactly what pyinfra's own stack reading answers, from any depth."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pyinfra
 import pytest
 from pyinfra.api import util
 
-from hx_gateway import measured_patch, op_order
+from hx_gateway.patches import measured_patch, op_order
 
 DEPLOY = """
 def planned(depth, ask):

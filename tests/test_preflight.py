@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from conftest import defaults
 
-from hx_gateway.settings import load_settings
-from tasks import preflight
+from hx_gateway.model.settings import load_settings
+from tasks.gateway import preflight
 
 SETTINGS = load_settings(defaults(), "hx-api-server.dev-test.hana-x.ai")
 

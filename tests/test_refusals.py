@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, defaults, random_key
 
-from hx_gateway.plan import fleet_plans
-from hx_gateway.settings import SettingsError
+from hx_gateway.model.plan import fleet_plans
+from hx_gateway.model.settings import SettingsError
 
 
 def refused_run(tmp_path: Path, group_data: dict[str, str], *options: str) -> str:

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from conftest import defaults, random_key
 
-from hx_gateway import render
-from hx_gateway.secrets import Secrets, key_digest
-from hx_gateway.settings import SettingsError, load_settings
+from hx_gateway.model.secrets import Secrets, key_digest
+from hx_gateway.model.settings import SettingsError, load_settings
+from hx_gateway.pyinfra_ext import render
 
 
 def config() -> dict:

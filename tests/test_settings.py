@@ -9,8 +9,8 @@ import stat
 import pytest
 from conftest import REPO, defaults, random_key
 
-from hx_gateway.secrets import DOCUMENTATION_KEY, load_secrets
-from hx_gateway.settings import SettingsError, knob_names, load_settings, unknown_knob_problems
+from hx_gateway.model.secrets import DOCUMENTATION_KEY, load_secrets
+from hx_gateway.model.settings import SettingsError, knob_names, load_settings, unknown_knob_problems
 
 
 def test_defaults_are_valid_and_spread_every_alias_over_both_backends():

@@ -1,4 +1,4 @@
-"""hx_gateway.ssh_stalls: every SSH connection paramiko makes leaves Nagle off, and config.py (which
+"""hx_gateway.patches.ssh_stalls: every SSH connection paramiko makes leaves Nagle off, and config.py (which
 pyinfra reads before it connects) and the CLIs' connect path install it."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from paramiko import packet
 
-from hx_gateway import measured_patch, ssh_stalls, verify
+from hx_gateway import verify
+from hx_gateway.patches import measured_patch, ssh_stalls
 
 REPO = Path(__file__).resolve().parent.parent
 

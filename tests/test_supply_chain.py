@@ -17,10 +17,10 @@ import pytest
 from conftest import defaults, run_verify
 
 from hx_gateway import lock
-from hx_gateway.render import CACHE_ON_TARGET
-from hx_gateway.settings import load_settings
+from hx_gateway.model.settings import load_settings
+from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
 from lab.lab import exec_in
-from tasks.install import install_script
+from tasks.gateway.install import install_script
 
 pytestmark = pytest.mark.lab
 SITE = "/opt/litellm/current/lib/python3.11/site-packages"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hx_gateway.checks import Check
-from hx_gateway.evidence import overall
-from hx_gateway.summary import plan_listing, plan_verdict
+from hx_gateway.proof.checks import Check
+from hx_gateway.proof.evidence import overall
+from hx_gateway.pyinfra_ext.summary import plan_listing, plan_verdict
 
 A, B = "@docker/hx-api", "@docker/hx-llm01"
 

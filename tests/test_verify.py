@@ -8,7 +8,7 @@ import httpx
 import pytest
 from conftest import gateway_url, host_state, pyinfra, run_verify
 
-from hx_gateway.checks import VALIDATION_PLAN
+from hx_gateway.proof.checks import VALIDATION_PLAN
 from lab.lab import configure_double, exec_in
 
 pytestmark = pytest.mark.lab

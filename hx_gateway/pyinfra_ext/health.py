@@ -14,12 +14,12 @@ from pathlib import Path
 
 from pyinfra import host
 
-from hx_gateway import host_health
-from hx_gateway.evidence import redact_keys
-from hx_gateway.generations import run_tool, spec_of
-from hx_gateway.remote import TARGET_PYTHON, run_as_root
-from hx_gateway.render import service_environment
-from hx_gateway.settings import Settings
+from hx_gateway.host import health as host_health
+from hx_gateway.model.settings import Settings
+from hx_gateway.proof.evidence import redact_keys
+from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
+from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, run_as_root
+from hx_gateway.pyinfra_ext.render import service_environment
 
 HOST_HEALTH = Path(host_health.__file__).read_text()
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from hx_gateway.secrets import Secrets
-from hx_gateway.settings import Settings
+from hx_gateway.model.secrets import Secrets
+from hx_gateway.model.settings import Settings
 
 # Every check the verification runs, by name (a [suffix] names the alias, model or URL): the change
 # ticket's validation plan. tests/test_verify.py fails if this and the real checks drift apart.

@@ -7,13 +7,14 @@ import json
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
-from hx_gateway import changes, lock, render
-from hx_gateway.facts import HOST_VENV_CHECK, shell_command
-from hx_gateway.operations import ensure_directory
-from hx_gateway.plan import VenvPlan
-from hx_gateway.remote import TARGET_PYTHON
-from hx_gateway.render import CACHE_ON_TARGET
-from hx_gateway.settings import Settings
+from hx_gateway import lock
+from hx_gateway.model.plan import VenvPlan
+from hx_gateway.model.settings import Settings
+from hx_gateway.pyinfra_ext import changes, render
+from hx_gateway.pyinfra_ext.facts import HOST_VENV_CHECK, shell_command
+from hx_gateway.pyinfra_ext.operations import ensure_directory
+from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON
+from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
 
 NOLOGIN = "/usr/sbin/nologin"
 
@@ -30,7 +31,7 @@ EXTRACT_UV = (
 
 
 def venv_check_command() -> str:
-    """The host's venv check (hx_gateway/host_venv_check.py) with the policy; append the venv and --enforce."""
+    """The host's venv check (hx_gateway/host/venv_check.py) with the policy; append the venv and --enforce."""
     return shell_command((HOST_VENV_CHECK, [json.dumps(lock.policy(), sort_keys=True)]))
 
 
@@ -59,7 +60,7 @@ tar -xf {archive} -C "$work"
 UV_CACHE_DIR="$work/cache" "$work/uv" pip install --no-config --offline --no-index --quiet --find-links "$work" \\
   --require-hashes -r "$work/requirements.lock" --python "$venv/bin/python" {UV_INSTALL_OPTIONS}
 # Before `current` may point at it: only the start-up hooks the lock explains, and a LiteLLM the
-# version policy allows (hx_gateway/host_venv_check.py); else the new venv goes and `current` stays.
+# version policy allows (hx_gateway/host/venv_check.py); else the new venv goes and `current` stays.
 if ! {venv_check_command()} "$venv" --enforce >"$work/venv-check.json"; then
   cat "$work/venv-check.json" >&2; rm -rf "$venv"; echo "refused: $venv was not activated" >&2; exit 1
 fi

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import jinja2
 
-from hx_gateway.secrets import Secrets, key_digest
-from hx_gateway.settings import ModelAlias, Settings
+from hx_gateway.model.secrets import Secrets, key_digest
+from hx_gateway.model.settings import ModelAlias, Settings
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "gateway"
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -177,5 +177,5 @@ def render_client_keys(settings: Settings, secrets: Secrets) -> str:
 
 
 def python_module(name: str) -> str:
-    """A module LiteLLM loads from the config directory (templates/hx_auth.py, hx_speedups.py), as it is."""
+    """A module LiteLLM loads from the config directory (templates/gateway/hx_auth.py, hx_speedups.py), as it is."""
     return (TEMPLATE_DIR / f"{name}.py").read_text()

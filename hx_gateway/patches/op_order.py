@@ -22,7 +22,7 @@ from typing import Any
 import pyinfra
 from pyinfra.api import util
 
-from hx_gateway.measured_patch import replace_if_measured
+from hx_gateway.patches.measured_patch import replace_if_measured
 
 MEASURED_ON = "3.10.0"
 _OPERATION_MODULE = "pyinfra.api.operation"  # `pyinfra.api.operation` the attribute is the decorator

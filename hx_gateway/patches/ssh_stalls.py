@@ -19,7 +19,7 @@ from typing import Any
 
 from paramiko import packet
 
-from hx_gateway.measured_patch import replace_if_measured
+from hx_gateway.patches.measured_patch import replace_if_measured
 
 MEASURED_ON = "4.0.0"
 

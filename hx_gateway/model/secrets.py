@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hx_gateway.settings import Settings, SettingsError
+from hx_gateway.model.settings import Settings, SettingsError
 
 MASTER_KEY_ENV = "HX_MASTER_KEY"
 SECRETS_FILE_ENV = "HX_SECRETS_FILE"
 # The key printed in the seed documents: public, so never acceptable outside the lab.
 DOCUMENTATION_KEY = "sk-1234567890abcdef-test-key-please-replace"
 MIN_KEY_LENGTH = 32
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

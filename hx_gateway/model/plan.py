@@ -10,8 +10,8 @@ from typing import Any
 from pyinfra.api.connectors import get_all_connectors
 
 from hx_gateway import lock
-from hx_gateway.secrets import Secrets, load_secrets
-from hx_gateway.settings import Settings, SettingsError, load_settings, unknown_knob_problems
+from hx_gateway.model.secrets import Secrets, load_secrets
+from hx_gateway.model.settings import Settings, SettingsError, load_settings, unknown_knob_problems
 
 
 @dataclass(frozen=True)

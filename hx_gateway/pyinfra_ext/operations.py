@@ -14,11 +14,11 @@ from pyinfra.api.util import format_text
 from pyinfra.context import state
 from pyinfra.operations import files
 
-from hx_gateway import changes
-from hx_gateway.fact_cache import cached_fact
-from hx_gateway.facts import FileStates
-from hx_gateway.host_facts import dotenv_entries
-from hx_gateway.render import ManagedDirectory, ManagedFile
+from hx_gateway.host.facts import dotenv_entries
+from hx_gateway.pyinfra_ext import changes
+from hx_gateway.pyinfra_ext.fact_cache import cached_fact
+from hx_gateway.pyinfra_ext.facts import FileStates
+from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile
 
 # One salt per run: the secret files' per-name hashes are comparable within a run and useless after.
 RUN_SALT = random_source.token_hex(16)

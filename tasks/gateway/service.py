@@ -7,11 +7,11 @@ from pyinfra.api import deploy
 from pyinfra.operations import python, systemd
 from pyinfra.operations.util import any_changed
 
-from hx_gateway import changes, render
-from hx_gateway.generations import keep_generation, spec_of
-from hx_gateway.health import healthy_or_rolled_back, new_state_starts_or_restored
-from hx_gateway.operations import managed_file, restart_service
-from hx_gateway.settings import Settings
+from hx_gateway.model.settings import Settings
+from hx_gateway.pyinfra_ext import changes, render
+from hx_gateway.pyinfra_ext.generations import keep_generation, spec_of
+from hx_gateway.pyinfra_ext.health import healthy_or_rolled_back, new_state_starts_or_restored
+from hx_gateway.pyinfra_ext.operations import managed_file, restart_service
 
 
 def _record_restart(settings: Settings, starts: bool, causes: dict[str, object]) -> None:

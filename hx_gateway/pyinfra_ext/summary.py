@@ -16,7 +16,7 @@ from pyinfra.api import Host, State
 from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra_cli.prints import build_plan_json
 
-from hx_gateway.refusal import was_refused
+from hx_gateway.model.refusal import was_refused
 
 
 def changing_operations(plan: list[dict], host: str) -> list[str]:

@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hx_gateway.settings import Settings
+from hx_gateway.model.settings import Settings
 
 if TYPE_CHECKING:  # a deploy imports this module (health redacts journal lines); checks bring httpx, ~20 ms
-    from hx_gateway.checks import Check
+    from hx_gateway.proof.checks import Check
 
 REDACTED = "<redacted>"
 

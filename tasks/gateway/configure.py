@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
-from hx_gateway import render
-from hx_gateway.operations import SecretText, ensure_directory, managed_file
-from hx_gateway.secrets import Secrets
-from hx_gateway.settings import Settings
+from hx_gateway.model.secrets import Secrets
+from hx_gateway.model.settings import Settings
+from hx_gateway.pyinfra_ext import render
+from hx_gateway.pyinfra_ext.operations import SecretText, ensure_directory, managed_file
 
 
 @deploy("Configure")

@@ -16,8 +16,10 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from hx_gateway import host_batch, host_facts, host_venv_check
-from hx_gateway.remote import TARGET_PYTHON
+from hx_gateway.host import batch as host_batch
+from hx_gateway.host import facts as host_facts
+from hx_gateway.host import venv_check as host_venv_check
+from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON
 
 Program = tuple[str, list[str]]  # a host module's text and its arguments (sys.argv[1:])
 
@@ -141,7 +143,7 @@ class VenvLitellm(_JsonFact):
 
 class VenvPolicy(_JsonFact):
     """What the serving venv would run at every interpreter start, and whether its LiteLLM is allowed
-    (hx_gateway/host_venv_check.py, the program the install runs before activating a venv)."""
+    (hx_gateway/host/venv_check.py, the program the install runs before activating a venv)."""
 
     default = dict
 

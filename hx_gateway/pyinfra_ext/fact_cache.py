@@ -15,7 +15,7 @@ from weakref import WeakKeyDictionary
 from pyinfra import host
 from pyinfra.context import ctx_state
 
-from hx_gateway.facts import Batch, _JsonFact
+from hx_gateway.pyinfra_ext.facts import Batch, _JsonFact
 
 _READINGS: WeakKeyDictionary = WeakKeyDictionary()  # State -> {(host, fact, arguments): result}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from hx_gateway.refusal import Refusal
+from hx_gateway.model.refusal import Refusal
 
 Kind = Literal["chat", "embedding"]
 KINDS: tuple[str, ...] = ("chat", "embedding")

@@ -1,7 +1,7 @@
 """Facts read on a host: what the deploy and verify need to know before they change or prove anything.
 
 Runs on the target as `python3 -I -S` with the standard library only, sent as this file's text
-(hx_gateway/facts.py wraps each function as a pyinfra fact; several go in one round trip):
+(hx_gateway/pyinfra_ext/facts.py wraps each function as a pyinfra fact; several go in one round trip):
 
     python3 -I -S host_facts.py NAME JSON_ARGS      prints the fact's value as one JSON document
 

@@ -14,14 +14,15 @@ from typing import Any
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 
-from hx_gateway import changes
-from hx_gateway.fact_cache import cached_fact
-from hx_gateway.facts import Program, _JsonFact, shell_command
-from hx_gateway.remote import run_as_root
-from hx_gateway.render import managed_files
-from hx_gateway.settings import Settings
+from hx_gateway.host import generations as host_generations
+from hx_gateway.model.settings import Settings
+from hx_gateway.pyinfra_ext import changes
+from hx_gateway.pyinfra_ext.fact_cache import cached_fact
+from hx_gateway.pyinfra_ext.facts import Program, _JsonFact, shell_command
+from hx_gateway.pyinfra_ext.remote import run_as_root
+from hx_gateway.pyinfra_ext.render import managed_files
 
-HOST_TOOL = (Path(__file__).resolve().parent / "host_generations.py").read_text()
+HOST_TOOL = Path(host_generations.__file__).read_text()
 STORE = "/var/lib/hx-gateway/generations"
 
 

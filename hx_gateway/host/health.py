@@ -1,5 +1,5 @@
 """Runs on the gateway host as root (python3 -I -S, the standard library only): is the service (or a
-canary) healthy after a (re)start? Sent as this file's text by hx_gateway/health.py.
+canary) healthy after a (re)start? Sent as this file's text by hx_gateway/pyinfra_ext/health.py.
 
     python3 -I -S host_health.py '[BASE_URL, LIMIT_S, ENV_FILE, UNIT, [MODEL, ...]]'
 

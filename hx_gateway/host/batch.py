@@ -1,4 +1,4 @@
-"""Runs on a host: several fact programs in one python3, one round trip (hx_gateway/facts.py, `Batch`).
+"""Runs on a host: several fact programs in one python3, one round trip (hx_gateway/pyinfra_ext/facts.py, `Batch`).
 
     python3 -I -S host_batch.py PROGRAMS_JSON      PROGRAMS_JSON: [[source, argv], ...]
 
