@@ -10,11 +10,9 @@ from pyinfra import host, state
 
 from hx_gateway.model.plan import run_plans
 from hx_gateway.model.refusal import Refusal, refuse
-from hx_gateway.patches import op_order
 from hx_gateway.pyinfra_ext.summary import announce_plan_verdict
 from tasks.gateway import gateway
 
-op_order.install()  # pyinfra's operation order without inspect.stack() per operation (see the module)
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
 
 try:

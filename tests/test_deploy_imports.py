@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 PLANNING = ("import sys; import tasks.gateway, hx_gateway.model.plan, hx_gateway.pyinfra_ext.summary, "
-            "hx_gateway.pyinfra_ext.generations, hx_gateway.patches.op_order; "
+            "hx_gateway.pyinfra_ext.generations; "
             "print(sorted(m for m in ('httpx', 'hx_gateway.proof.checks') if m in sys.modules))")
 
 

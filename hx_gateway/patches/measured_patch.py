@@ -1,4 +1,4 @@
-"""Replace a third-party function only on the version it was measured against (op_order, ssh_stalls).
+"""Replace a third-party function only on the version it was measured against (ssh_stalls).
 
 An upgrade of the distribution, or anyone else's replacement already in place, leaves the original
 alone: nobody has compared the copy with code it has not seen.

@@ -8,7 +8,7 @@ sends each at once and costs nothing in packet count. Measured over SSH+sudo aga
 (Debian 12, OpenSSH 9.2): the handshake ~70 -> ~21 ms; a no-op deploy 0.58 -> 0.53 s; twelve facts
 (twelve commands) on one host 1.29 -> 0.72 s; a fresh converge 16.5 -> 14.0 s (bench/ssh_stalls.py).
 
-Only on the paramiko version this was read against (MEASURED_ON), like `op_order`: on any other,
+Only on the paramiko version this was read against (MEASURED_ON): on any other,
 nothing is replaced. tests/test_ssh_stalls.py proves the option is set on a real connection.
 """
 

@@ -38,8 +38,7 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
     restarts = active and any(op.will_change for op in triggers.values())
     if active and enabled and not restarts:
         # Nothing the service reads changes (known now, from the plan's facts): every operation
-        # below would be skipped by its _if, and each one planned costs the control node ~3 ms
-        # per host (pyinfra reads the call stack for every operation).
+        # below would be skipped by its _if, so none is planned and the preview lists none.
         return
     # Only what will run is planned (each decided from the plan's facts), so the preview's set of
     # changes is the deploy's: a fresh host starts the service and has nothing to canary or restart.
