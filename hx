@@ -2,6 +2,7 @@
 # hx-gateway's two entry points (see README):
 #   ./hx lab     bring up the Docker lab (gateway + two Ollama backends), deploy, verify
 #   ./hx test    the full test suite: ruff, then pytest (unit and lab tests)
+#   ./hx mutate  mutation testing of the pure-logic modules with the unit tests (bench/mutation.py)
 # Both install what they need first: the Docker engine, and the pinned control-node venv.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,6 +37,9 @@ case "${1:-}" in
     set +e; .venv/bin/python -m pytest "${@:2}"; rc=$?; set -e
     if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi
     exit "$rc" ;;
+  mutate)
+    ensure_venv
+    exec .venv/bin/python bench/mutation.py "${@:2}" ;;
   *)
-    sed -n '2,5p' "$0"; exit 2 ;;
+    sed -n '2,6p' "$0"; exit 2 ;;
 esac

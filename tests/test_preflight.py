@@ -57,35 +57,37 @@ def test_declared_identities_replace_the_inventory_name(lookups: list[str], monk
     assert lookups == []
 
 
-def probe(url: str, ok: bool) -> dict:
-    return {"url": url, "status": 200 if ok else None, "error": "" if ok else "connection refused", "addresses": []}
+def probe(url: str, ok: bool) -> tuple[str, dict]:
+    """A backend and its /api/version probe, as preflight reads it."""
+    return url, {"url": f"{url}/api/version", "status": 200 if ok else None,
+                 "error": "" if ok else "connection refused", "addresses": []}
 
 
 LLM01, LLM02 = "http://hx-llm01.example:11434", "http://hx-llm02.example:11434"
 
 
 def test_every_backend_answering_is_no_problem_and_no_degraded_run():
-    assert preflight.backend_problems([probe(LLM01, True), probe(LLM02, True)], set()) == ([], [])
+    assert preflight.backend_problems(dict([probe(LLM01, True), probe(LLM02, True)]), set()) == ([], [])
 
 
 def test_a_backend_down_is_refused_naming_it_and_the_way_through():
-    (problem,), down = preflight.backend_problems([probe(LLM01, True), probe(LLM02, False)], set())
+    (problem,), down = preflight.backend_problems(dict([probe(LLM01, True), probe(LLM02, False)]), set())
     assert down == [] and problem.startswith(f"backend: {LLM02} does not answer from this host (connection refused)")
     assert "run again with HX_ALLOW_BACKENDS_DOWN=hx-llm02.example" in problem
 
 
 @pytest.mark.parametrize("named", ["hx-llm02", "hx-llm02.example", LLM02])
 def test_a_backend_named_in_the_override_lets_the_run_go_ahead_degraded(named):
-    assert preflight.backend_problems([probe(LLM01, True), probe(LLM02, False)], {named}) == ([], [LLM02])
+    assert preflight.backend_problems(dict([probe(LLM01, True), probe(LLM02, False)]), {named}) == ([], [LLM02])
 
 
 def test_the_override_for_another_backend_does_not_cover_this_one():
-    problems, down = preflight.backend_problems([probe(LLM01, False), probe(LLM02, True)], {"hx-llm02"})
+    problems, down = preflight.backend_problems(dict([probe(LLM01, False), probe(LLM02, True)]), {"hx-llm02"})
     assert len(problems) == 1 and LLM01 in problems[0] and down == []
 
 
 def test_no_backend_answering_is_refused_even_with_the_override():
-    (problem,), down = preflight.backend_problems([probe(LLM01, False), probe(LLM02, False)],
+    (problem,), down = preflight.backend_problems(dict([probe(LLM01, False), probe(LLM02, False)]),
                                                   {"hx-llm01", "hx-llm02"})
     assert down == [] and "no backend answers" in problem and "refused even with HX_ALLOW_BACKENDS_DOWN" in problem
 

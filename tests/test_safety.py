@@ -97,7 +97,7 @@ def test_a_config_litellm_refuses_never_reaches_clients(converged, lab_secrets, 
 # A host in a state the loopback canary cannot see: the next start of the real unit fails once (as a
 # unit that cannot bind, or a full disk, would), and the one after succeeds.
 FAIL_NEXT_START = """[Service]
-ExecStartPre=/bin/sh -c 'if [ -e /run/hx-fail-next-start ]; then rm -f /run/hx-fail-next-start; exit 1; fi'
+ExecStartPre=+/bin/sh -c 'if [ -e /run/hx-fail-next-start ]; then rm -f /run/hx-fail-next-start; exit 1; fi'
 """
 
 

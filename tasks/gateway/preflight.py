@@ -96,20 +96,20 @@ def allowed_down() -> set[str]:
     return {name.strip() for name in os.environ.get(ALLOW_BACKENDS_DOWN_ENV, "").split(",") if name.strip()}
 
 
-def backend_problems(probes: list[dict], allowed: set[str]) -> tuple[list[str], list[str]]:
+def backend_problems(probes: dict[str, dict], allowed: set[str]) -> tuple[list[str], list[str]]:
     """(problems, the backends down that the operator allowed down for this run: a degraded run).
+    `probes`: each backend URL and its /api/version probe.
 
     No backend answering is always refused: the gateway would serve nothing. Some not answering is
     refused unless each of them is named in HX_ALLOW_BACKENDS_DOWN."""
-    down = [p for p in probes if p["error"] or p["status"] != 200]
-    if not down:
+    seen = {url: p["error"] or f"HTTP {p['status']}" for url, p in probes.items() if p["error"] or p["status"] != 200}
+    if not seen:
         return [], []
-    seen = {p["url"]: p["error"] or f"HTTP {p['status']}" for p in down}
-    if len(down) == len(probes):
+    if len(seen) == len(probes):
         return [f"backend: no backend answers from this host ({'; '.join(f'{u}: {e}' for u, e in seen.items())}); "
                 f"the gateway would serve nothing, so the run is refused even with {ALLOW_BACKENDS_DOWN_ENV}: "
                 f"check `systemctl status ollama` on the backends and the network path to them"], []
-    refused = [p["url"] for p in down if not _names(p["url"]) & allowed]
+    refused = [url for url in seen if not _names(url) & allowed]
     if refused:
         names = ",".join(urlsplit(u).hostname or u for u in refused)
         return [f"backend: {url} does not answer from this host ({seen[url]}); check `systemctl status ollama` on "
@@ -135,7 +135,7 @@ def preflight(settings: Settings) -> dict:
         (Generations, {"spec": spec_of(settings)}),
     )
     problems = identity_problems(settings, facts, host.name) + host_problems(settings, facts)
-    found, down = backend_problems(probes, allowed_down())
+    found, down = backend_problems(dict(zip(settings.backends, probes, strict=True)), allowed_down())
     problems += found
     if problems:
         raise PreflightError(f"preflight failed on {host.name}; nothing was changed:\n"
