@@ -12,20 +12,15 @@ Every command prints one JSON document. Never prints file contents (the env file
 
 from __future__ import annotations
 
+import datetime
+import grp
 import json
 import os
+import pwd
+import shutil
 import sys
-
-try:  # the interpreter's own sha256: hashlib loads OpenSSL, ~3 ms per host per run (status runs on every one)
-    from _sha2 import sha256  # Python 3.12+
-except ImportError:
-    try:
-        from _sha256 import sha256  # Python 3.11
-    except ImportError:
-        from hashlib import sha256
-
-# datetime, shutil and tempfile are imported where they are used: `status` runs on every host of
-# every deploy (it is in preflight's one round trip) and needs none of them (~4 ms of the host's CPU).
+import tempfile
+from hashlib import sha256
 
 
 def _sha256(path: str) -> str | None:
@@ -67,10 +62,6 @@ def generations(spec: dict) -> list[dict]:
 
 
 def snapshot(spec: dict, reason: str) -> dict:
-    import datetime
-    import shutil
-    import tempfile
-
     digest = live_digest(spec)
     gens = generations(spec)
     if digest is None:
@@ -101,11 +92,6 @@ def snapshot(spec: dict, reason: str) -> dict:
 
 def _atomic_copy(src: str, item: dict, dest: str) -> None:
     """Write next to the destination with the final owner and mode, then rename over it."""
-    import grp
-    import pwd
-    import shutil
-    import tempfile
-
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", dir=os.path.dirname(dest))
     try:
         os.fchmod(fd, int(item["mode"], 8))
@@ -137,6 +123,8 @@ def restore(spec: dict, which: str) -> dict:
         if item is None:
             if os.path.exists(path):
                 os.unlink(path)
+        elif not os.path.exists(os.path.join(folder, item["stored"])):
+            continue  # a key copy wiped by `destroy --keep-data`: the live file stays as it is
         else:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             _atomic_copy(os.path.join(folder, item["stored"]), item, path)
@@ -150,8 +138,6 @@ def restore(spec: dict, which: str) -> dict:
 
 def prune(spec: dict) -> dict:
     """Keep the newest `keep` generations, and only the venvs they (or `current`) use."""
-    import shutil
-
     gens = generations(spec)
     removed = [g["name"] for g in gens[spec["keep"]:]]
     for name in removed:

@@ -105,12 +105,12 @@ def gateway_host_checks(host: str, settings: Settings, listeners: list[dict], ac
               "remove the file named and find out how it got there (the deploy never installs one); re-run the "
               "deploy, which builds and checks a new venv", {"startup_hooks": venv_policy.get("startup_hooks", [])}),
     ]
-    for probe in probes:
+    for backend, probe in zip(settings.backends, probes, strict=True):  # each backend's /api/version
         ok = probe["status"] == 200 and not probe["error"]
-        checks.append(Check(host, f"backend_reachable_from_gateway[{probe['url']}]", ok, f"{probe['url']} answers 200",
+        checks.append(Check(host, f"backend_reachable_from_gateway[{backend}]", ok, f"{probe['url']} answers 200",
                             probe["error"] or f"HTTP {probe['status']}",
                             f"systemctl status ollama on the backend; firewall/DNS from {host}",
-                            {"rtt_ms": probe["ms"]}, [probe["url"]]))
+                            {"rtt_ms": probe["ms"]}, [backend]))
     return checks
 
 

@@ -6,13 +6,16 @@ Used by the deploy (a canary before the restart, a check after it) and by the ro
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
+from pyinfra.api.exceptions import NestedOperationError
 
 from hx_gateway.host import health as host_health
 from hx_gateway.model.settings import Settings
@@ -76,6 +79,24 @@ def canary_command(settings: Settings, unit: str, port: int) -> str:
                      "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"])
 
 
+def reported(check: Callable[[Settings], None]) -> Callable[[Settings], None]:
+    """For python.call: a ServiceUnhealthy fails the operation as one message for a person. pyinfra
+    prints a traceback for any other exception from a callback; for this one (its exception for an
+    operation that failed inside another) it prints the message we logged and "Error in nested
+    operation"."""
+
+    @functools.wraps(check)
+    def run(settings: Settings) -> None:
+        try:
+            check(settings)
+        except ServiceUnhealthy as failure:
+            host.log_styled(str(failure), fg="red", log_func=logger.error)
+            raise NestedOperationError(str(failure)) from None
+
+    return run
+
+
+@reported
 def new_state_starts_or_restored(settings: Settings) -> None:
     """Before restarting a serving gateway: start the new state beside it on a spare loopback port.
 
@@ -100,6 +121,7 @@ def new_state_starts_or_restored(settings: Settings) -> None:
                            f"the canary:\n{journal}")
 
 
+@reported
 def healthy_or_rolled_back(settings: Settings) -> None:
     """After a (re)start: healthy, or restore the previous generation, restart, and fail the run saying so."""
     problem = health_problem(settings)

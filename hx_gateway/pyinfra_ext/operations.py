@@ -135,5 +135,10 @@ def restart_service(service: str):
 
     No facts: systemd.service reads the unit's state first, and a dry run plans every operation
     without evaluating `_if`, so that read was one more round trip per host on every `--dry`.
+
+    A start that fails (a failing ExecStartPre, a binary that cannot run) makes `systemctl restart`
+    exit non-zero; that must not end the run there, with the service down and nothing rolled back:
+    the health check that follows sees the failed unit and restores the previous generation.
     """
-    yield StringCommand("systemctl", "restart", QuoteString(service))
+    yield StringCommand("systemctl", "restart", QuoteString(service), "||",
+                        "echo", QuoteString("the restart failed: the health check decides"), ">&2")

@@ -1,0 +1,140 @@
+"""Destroy: take the gateway off its hosts as carefully as the deploy put it on, and prove them clean.
+
+    python -m hx_gateway.destroy INVENTORY [--limit HOST] [--keep-data] [--dry] [-y]
+
+For each gateway host (group `litellm`; `--limit` picks some): stop and disable the unit, remove
+every file, venv, cache, generation and the account the deploy created (hx_gateway/host/destroy.py
+says exactly what, and what it never touches). The backends' Ollama is never touched. `--keep-data`
+keeps the generations, with every copy of a key wiped from them. `--dry` prints the removals and
+changes nothing: a real run removes exactly what it printed (both compute the list from the host
+the same way). A real run asks first unless `-y`. Afterwards every host is proven clean and the
+evidence bundle written, as verify does; the exit code says whether every host is clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api import Host
+from pyinfra.api.connect import disconnect_all
+from pyinfra.context import ctx_host
+
+from hx_gateway.host import destroy as host_destroy
+from hx_gateway.model.settings import Settings, SettingsError, load_settings
+from hx_gateway.proof.checks import Check
+from hx_gateway.proof.evidence import print_outputs, write_evidence
+from hx_gateway.pyinfra_ext.generations import STORE
+from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, run_as_root
+from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET, managed_files
+from hx_gateway.verify import load_inventory, load_state
+
+HOST_DESTROY = Path(host_destroy.__file__).read_text()
+
+
+class DestroyError(RuntimeError):
+    pass
+
+
+def spec_of(s: Settings, keep_data: bool) -> dict[str, Any]:
+    files = managed_files(s)
+    return {
+        "unit": f"{s.service_name}.service", "unit_path": files["unit"].path, "port": s.bind_port,
+        "files": [f.path for f in files.values()], "secret_files": [f.path for f in files.values() if f.secret],
+        "config_dir": s.config_dir, "venv_root": s.venv_root, "cache_dir": CACHE_ON_TARGET,
+        "store": STORE, "state_dir": str(Path(STORE).parent), "keep_data": keep_data,
+        "account": {"user": s.service_user, "group": s.service_group},
+    }
+
+
+def on_host(spec: dict[str, Any], command: str) -> Any:
+    """Run the host program on pyinfra's current host, as root."""
+    ok, output = run_as_root(" ".join([TARGET_PYTHON, "-c", shlex.quote(HOST_DESTROY),
+                                       shlex.quote(json.dumps(spec)), command]))
+    if not ok:
+        raise DestroyError(f"destroy {command} failed: {output.stderr[-1500:]}")
+    return json.loads(output.stdout)
+
+
+def selected_gateways(inventory: str, limit: list[str]) -> list[str]:
+    """The gateway hosts to destroy, refusing a --limit that names no gateway of the inventory."""
+    state = load_inventory(inventory)
+    gateways = [h.name for h in state.inventory.get_group("litellm", [])]
+    if not limit:
+        return gateways
+    short = {name: name.split("/")[-1] for name in gateways}
+    unknown = [want for want in limit if not any(want in (name, short[name]) for name in gateways)]
+    if unknown:
+        raise DestroyError(f"--limit {', '.join(unknown)}: no such gateway host in {inventory} (its gateways: "
+                           f"{', '.join(gateways) or 'none'}); nothing was changed")
+    return [name for name in gateways if name in limit or short[name] in limit]
+
+
+def confirmed(hosts: list[str]) -> bool:
+    if not sys.stdin.isatty():
+        print("destroy needs a confirmation: run it in a terminal, or add -y", file=sys.stderr)
+        return False
+    answer = input(f"Destroy the gateway on {', '.join(hosts)}? Type 'destroy' to go ahead: ")
+    return answer.strip() == "destroy"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Take the gateway off its hosts and prove them clean")
+    parser.add_argument("inventory")
+    parser.add_argument("--limit", action="append", default=[], help="a gateway host (repeatable)")
+    parser.add_argument("--keep-data", action="store_true", help="keep the generations (keys wiped from them)")
+    parser.add_argument("--dry", action="store_true", help="print the removals, change nothing")
+    parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--evidence-dir", default=".evidence")
+    args = parser.parse_args(argv)
+    try:
+        names = selected_gateways(args.inventory, args.limit)
+    except DestroyError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return 2
+    state = load_state(args.inventory)
+    hosts: dict[str, tuple[Host, Settings]] = {}
+    try:
+        for gateway in state.inventory.get_group("litellm", []):
+            if gateway.name in names:
+                hosts[gateway.name] = (gateway, load_settings(gateway.data.dict(), gateway.name))
+        plans = {}
+        for name, (gateway, settings) in hosts.items():
+            ctx_host.set(gateway)
+            plans[name] = on_host(spec_of(settings, args.keep_data), "plan")
+            print(f"{name}: {len(plans[name])} removal(s)" + ("" if plans[name] else " (nothing of the deploy here)"))
+            for action in plans[name]:
+                print(f"    {action['action']}: {action['target']}")
+        if args.dry:
+            print("dry run: nothing was changed")
+            return 0
+        if not args.yes and not confirmed(list(hosts)):
+            print("nothing was changed", file=sys.stderr)
+            return 1
+        checks: list[Check] = []
+        for name, (gateway, settings) in hosts.items():
+            ctx_host.set(gateway)
+            spec = spec_of(settings, args.keep_data)
+            done = on_host(spec, "apply")
+            checks.append(Check(name, "removed_what_was_planned", done == plans[name],
+                                f"{len(plans[name])} removal(s)", f"{len(done)} carried out",
+                                "run the destroy again: every removal is idempotent", {"removed": done}))
+            checks += [Check(name, c["check"], c["ok"], "nothing of the deploy left", c["seen"],
+                             "run the destroy again; what is named here is still on the host")
+                       for c in on_host(spec, "proof")]
+    except (DestroyError, SettingsError) as error:
+        print(f"{error}", file=sys.stderr)
+        return 1
+    finally:
+        disconnect_all(state)
+    bundle = write_evidence(Path(args.evidence_dir), checks, [s for _, s in hosts.values()], [], action="destroy")
+    print_outputs(checks, [], bundle)
+    return 0 if all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
