@@ -122,8 +122,12 @@ def pyinfra(*args: str, secrets_env: dict[str, str], group_data: Path | None = N
     return PyinfraRun(result.returncode, result.stdout + result.stderr, result.stdout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def converged(lab: Lab, lab_secrets: dict[str, str]) -> PyinfraRun:
+    """Every lab test starts from the converged lab, whatever ran before it and in whatever order: the
+    containers up (a test may have taken them down) and a deploy with the session's keys (a no-op of
+    about a second when the test before left the lab as it found it)."""
+    lab.up()
     run = pyinfra(secrets_env=lab_secrets)
     assert run.returncode == 0, run.output[-5000:]
     return run

@@ -24,7 +24,8 @@ NAMES = ("OPEN_WEBUI", "EMBED_ONLY", "EXPIRED", "SLOW_LANE", "NARROW")
 
 
 @pytest.fixture(scope="module")
-def keys(converged, lab_secrets, tmp_path_factory):
+def keys(lab, lab_secrets, tmp_path_factory):
+    lab.up()
     data = tmp_path_factory.mktemp("auth-data")
     (data / "all.py").write_text(CLIENT_KEYS)
     env = {**lab_secrets, **{f"HX_CLIENT_KEY_{n}": random_key() for n in NAMES}}

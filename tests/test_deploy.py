@@ -178,3 +178,16 @@ def test_the_speedup_is_installed_and_answers_what_litellm_answers(converged):
     assert before[:3] == [True] * 3 and before[-1] is False and registered[-1] is True  # a key registered later is seen
     assert replaced[:3] == [False] * 3  # a replaced map is read again
     assert "nothing patched" not in exec_in("hx-api", "journalctl", "-u", "litellm", "--no-pager", check=False)
+
+
+def test_a_bind_host_the_host_does_not_have_is_refused_before_any_change(converged, lab_secrets, tmp_path):
+    """Issue 22: found by preflight from the host's addresses, not by a failed restart and a rollback."""
+    (tmp_path / "litellm.py").write_text("bind_host = '192.0.2.10'\n")
+    before = host_state()
+    pid = main_pid()
+    for options in ((), ("--dry",)):
+        run = pyinfra(*options, secrets_env=lab_secrets, group_data=tmp_path)
+        assert run.returncode != 0
+        assert "bind_host: 192.0.2.10 is not an address of this host (it has " in run.output, run.output[-2000:]
+        assert "Traceback" not in run.output and "--> Plan:" not in run.output
+    assert host_state() == before and main_pid() == pid

@@ -61,6 +61,7 @@ print(json.dumps({"transient": transient, "seen": sorted(seen), "readable": sort
 
 @pytest.fixture(scope="module")
 def ssh_lab(lab):
+    lab.up()
     ssh.enable(lab)
     return lab
 

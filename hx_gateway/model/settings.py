@@ -201,6 +201,17 @@ def _parse_date(value: Any, where: str, problems: list[str]) -> dt.date | None:
         return None
 
 
+def _unique_name(name: Any, where: str, seen: set[str], what: str, problems: list[str]) -> bool:
+    """A valid name not seen before (a duplicate is listed, and still checked further)."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        problems.append(f"{where}: name {name!r} is invalid; use letters, digits, '.', '_' or '-'")
+        return False
+    if name in seen:
+        problems.append(f"{where}: duplicate {what}; each name must appear once")
+    seen.add(name)
+    return True
+
+
 def _aliases(data: Mapping[str, Any], backends: tuple[str, ...], problems: list[str]) -> tuple[ModelAlias, ...]:
     aliases: list[ModelAlias] = []
     seen: set[str] = set()
@@ -211,12 +222,8 @@ def _aliases(data: Mapping[str, Any], backends: tuple[str, ...], problems: list[
             continue
         name = raw.get("name")
         where = f"model_aliases[{name!r}]" if name else where
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            problems.append(f"{where}: name {name!r} is invalid; use letters, digits, '.', '_' or '-'")
+        if not _unique_name(name, where, seen, f"alias {name!r}", problems):
             continue
-        if name in seen:
-            problems.append(f"{where}: duplicate alias {name!r}; each alias name must appear once")
-        seen.add(name)
         if not raw.get("ollama_model"):
             problems.append(f"{where}: ollama_model is missing; name the model as `ollama list` shows it")
         kind = raw.get("kind")
@@ -261,12 +268,8 @@ def _client_keys(data: Mapping[str, Any], public: set[str], problems: list[str])
     for index, raw in enumerate(data.get("client_keys") or []):
         name = raw.get("name") if isinstance(raw, Mapping) else None
         where = f"client_keys[{name or index!r}]"
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            problems.append(f"{where}: name {name!r} is invalid; use letters, digits, '.', '_' or '-'")
+        if not _unique_name(name, where, seen, "client key name", problems):
             continue
-        if name in seen:
-            problems.append(f"{where}: duplicate client key name; each name must appear once")
-        seen.add(name)
         models = tuple(raw.get("models") or ())
         for model in models:
             if model not in public:
