@@ -10,7 +10,7 @@ from pyinfra import host, state
 
 from hx_gateway.model.plan import run_plans
 from hx_gateway.model.refusal import Refusal, refuse
-from hx_gateway.pyinfra_ext.summary import announce_plan_verdict
+from hx_gateway.pyinfra_ext.announce import announce_plan_verdict
 from tasks.gateway import gateway
 
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where

@@ -22,7 +22,7 @@ from typing import Any
 from hx_gateway.model.plan import gateway_plan
 from hx_gateway.model.settings import SettingsError
 from hx_gateway.proof.checks import VALIDATION_PLAN
-from hx_gateway.proof.evidence import redact, redact_keys
+from hx_gateway.proof.redaction import redact, redact_keys
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict
 from hx_gateway.verify import load_inventory

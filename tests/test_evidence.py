@@ -8,7 +8,8 @@ from conftest import defaults, random_key
 
 from hx_gateway.model.settings import load_settings
 from hx_gateway.proof.checks import Check
-from hx_gateway.proof.evidence import REDACTED, redact, redact_keys, write_evidence
+from hx_gateway.proof.evidence import write_evidence
+from hx_gateway.proof.redaction import REDACTED, redact, redact_keys
 
 
 def test_redact_replaces_every_occurrence_of_every_secret():
@@ -33,3 +34,13 @@ def test_the_bundle_never_carries_a_secret_even_when_a_check_saw_one(tmp_path):
     data = json.loads((bundle / "checks.json").read_text())
     assert data["passed"] is False and data["result"] == "FAILED"
     assert "Result: **FAILED**" in (bundle / "summary.md").read_text()
+
+
+def test_a_key_shape_starts_at_eight_characters_after_sk_dash():
+    assert redact_keys("sk-abcdefgh sk-abcdefg xsk-abcdefgh") == f"{REDACTED} sk-abcdefg xsk-abcdefgh"
+    assert redact_keys("(sk-ABC_def-123)") == f"({REDACTED})"
+
+
+def test_redact_leaves_text_without_secrets_alone():
+    assert redact("nothing here", ["absent", ""]) == "nothing here"
+    assert redact("", ["x"]) == ""

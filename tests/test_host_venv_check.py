@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from hx_gateway import lock
 from hx_gateway.host import venv_check as host_venv_check
@@ -23,9 +27,11 @@ def venv(tmp_path: Path, version: str = "1.106.2", extra: tuple[str, ...] = ()) 
 
 
 def run(path: Path) -> tuple[int, dict]:
-    result = subprocess.run([sys.executable, "-I", "-S", str(PROGRAM), json.dumps(lock.policy()), str(path),
-                             "--enforce"], capture_output=True, text=True)
-    return result.returncode, json.loads(result.stdout)
+    """The program's main, in this process (so mutation testing sees it), with --enforce."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = host_venv_check.main([json.dumps(lock.policy()), str(path), "--enforce"])
+    return code, json.loads(printed.getvalue())
 
 
 def test_a_clean_venv_with_an_allowed_litellm_passes(tmp_path):
@@ -70,7 +76,68 @@ def test_release_numbers_compare_as_numbers():
     assert host_venv_check.release("1.86.2.post1") == host_venv_check.release("1.86.2")
 
 
-def test_without_enforce_the_program_reports_and_returns_normally(tmp_path):
+@pytest.mark.host_process
+@pytest.mark.parametrize("enforce, code", [((), 0), (("--enforce",), 1)])
+def test_as_the_host_runs_it_only_enforce_sets_the_exit_code(tmp_path, enforce, code):
     result = subprocess.run([sys.executable, "-I", "-S", str(PROGRAM), json.dumps(lock.policy()),
-                             str(venv(tmp_path, extra=("evil.pth",)))], capture_output=True, text=True)
-    assert result.returncode == 0 and json.loads(result.stdout)["problems"]
+                             str(venv(tmp_path, extra=("evil.pth",))), *enforce], capture_output=True, text=True)
+    assert result.returncode == code and json.loads(result.stdout)["problems"]
+
+
+POLICY = {"minimum": "1.86.2",
+          "minimum_because": [{"advisory": "A-1", "summary": "first", "fixed": "1.83.0"},
+                              {"advisory": "A-2", "summary": "second", "fixed": "1.84.0"}],
+          "denied": [{"version": "1.90.1", "advisory": "BAD-1", "summary": "backdoored"}]}
+
+
+@pytest.mark.parametrize("version, expected", [
+    ("1.90.1", ["litellm 1.90.1 is denied: BAD-1 (backdoored)"]),
+    ("1.90.1.post2", ["litellm 1.90.1.post2 is denied: BAD-1 (backdoored)"]),
+    ("1.90.2", []), ("1.86.2", []), ("2.0", []),
+    ("1.83.5", ["litellm 1.83.5 is below the minimum 1.86.2: A-2: second (fixed in 1.84.0)"]),
+    ("1.82.0", ["litellm 1.82.0 is below the minimum 1.86.2: A-1: first (fixed in 1.83.0); A-2: second "
+                "(fixed in 1.84.0)"]),
+    ("1.85.0", ["litellm 1.85.0 is below the minimum 1.86.2"]),
+    ("1.86.2rc1", ["litellm 1.86.2rc1 is below the minimum 1.86.2"]),
+])
+def test_the_version_rule_word_for_word(version, expected):
+    assert host_venv_check.version_problems(version, POLICY) == expected
+
+
+def test_no_floor_and_no_deny_list_allow_anything():
+    assert host_venv_check.version_problems("0.1", {}) == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1.2", (1, 2, 0)), ("v1.2.0.0", (1, 2, 0)), ("1.2.3", (1, 2, 3, 0)), ("1.2.3RC1", (1, 2, 3, -1)),
+    ("1.2a1", (1, 2, -1)), ("1.2.3-beta", (1, 2, 3, -1)), ("10", (10, 0)), ("0", (0, 0)),
+])
+def test_release_tuples(text, expected):
+    assert host_venv_check.release(text) == expected
+
+
+def test_a_version_that_is_no_version_is_an_error():
+    with pytest.raises(ValueError, match="not a version: 'latest'"):
+        host_venv_check.release("latest")
+
+
+def test_every_python3_site_packages_is_read_and_nothing_else(tmp_path):
+    for python in ("python3.11", "python3.13", "pypy3"):
+        (tmp_path / "lib" / python / "site-packages").mkdir(parents=True)
+    (tmp_path / "lib" / "python3.12").mkdir()  # no site-packages in it
+    (tmp_path / "lib" / "python3.13" / "site-packages" / "LiteLLM-1.99.0.dist-info").mkdir()
+    (tmp_path / "lib" / "python3.13" / "site-packages" / "a.pth").write_text("")
+    (tmp_path / "lib" / "pypy3" / "site-packages" / "b.pth").write_text("")
+    (tmp_path / "lib" / "python3.11" / "site-packages" / "notahook.pthx").write_text("")
+    (tmp_path / "lib" / "python3.11" / "site-packages" / "sitecustomize").mkdir()
+    assert host_venv_check.site_packages(str(tmp_path)) == [str(tmp_path / "lib" / p / "site-packages")
+                                                            for p in ("python3.11", "python3.13")]
+    assert host_venv_check.startup_hooks(str(tmp_path)) == ["lib/python3.11/site-packages/sitecustomize",
+                                                            "lib/python3.13/site-packages/a.pth"]
+    assert host_venv_check.installed_version(str(tmp_path), "litellm") == "1.99.0"
+    assert host_venv_check.installed_version(str(tmp_path / "nothing"), "litellm") == ""
+    found, hooks, version = host_venv_check.problems(str(tmp_path), {"startup_hooks": {"allowed": ["a.pth"]},
+                                                                     "litellm": {}})
+    assert version == "1.99.0" and len(hooks) == 2
+    assert found == [f"{tmp_path}/lib/python3.11/site-packages/sitecustomize: a start-up hook the lock does not "
+                     f"explain (runs at every interpreter start); remove it and find out how it got there"]

@@ -9,8 +9,8 @@ import stat
 import pytest
 from conftest import REPO, defaults, random_key
 
-from hx_gateway.model.secrets import DOCUMENTATION_KEY, load_secrets
-from hx_gateway.model.settings import SettingsError, knob_names, load_settings, unknown_knob_problems
+from hx_gateway.model.secrets import DOCUMENTATION_KEY, load_secrets, parse_dotenv
+from hx_gateway.model.settings import GATEWAY_KNOBS, SettingsError, knob_names, load_settings, unknown_knob_problems
 
 
 def test_defaults_are_valid_and_spread_every_alias_over_both_backends():
@@ -172,3 +172,187 @@ def test_a_client_key_equal_to_the_master_key_is_refused():
     with pytest.raises(SettingsError, match="equals the master key"):
         load_secrets(settings(), {"HX_MASTER_KEY": key, "HX_CLIENT_KEY_OPEN_WEBUI": key,
                                   "HX_SECRETS_FILE": "/nonexistent"})
+
+
+# Every knob's own problem, written out whole: the message a person reads names the knob and the fix.
+KNOB_PROBLEMS = [  # (knob, value, the whole message; None: accepted)
+    ("environment", "staging", "environment: 'staging' is unknown; use one of production, lab"),
+    ("backends", [42], "backends[0]: 42 is not a URL; write it as http://host:11434"),
+    ("backends", ["http://a:1", "http://a:1"], "backends: a URL is listed twice; list each backend once"),
+    ("bind_port", 70000, "bind_port: 70000 is out of range; set an integer from 1 to 65535"),
+    ("bind_port", True, "bind_port: True is out of range; set an integer from 1 to 65535"),
+    ("routing_strategy", "round-robin", "routing_strategy: 'round-robin' is unknown; use one of least-busy, "
+                                         "simple-shuffle, latency-based-routing, usage-based-routing-v2"),
+    ("workers", 0, "workers: 0 is out of range; set None (one per core) or 1..64"),
+    ("workers", 65, "workers: 65 is out of range; set None (one per core) or 1..64"),
+    ("workers", "2", "workers: '2' is out of range; set None (one per core) or 1..64"),
+    ("chat_route", "vllm", "chat_route: 'vllm' is unknown; use one of ollama_chat, ollama, openai"),
+    ("server", "hypercorn", "server: 'hypercorn' is unknown; use one of gunicorn, uvicorn"),
+    ("service_user", "bad name", "service_user: 'bad name' is not a valid name; use letters, digits, '.', '_' or '-'"),
+    ("service_group", 7, "service_group: 7 is not a valid name; use letters, digits, '.', '_' or '-'"),
+    ("service_name", "", "service_name: '' is not a valid name; use letters, digits, '.', '_' or '-'"),
+    ("venv_root", "/opt", "venv_root: '/opt' must be an absolute path of its own, e.g. /opt/litellm"),
+    ("venv_root", "opt/x", "venv_root: 'opt/x' must be an absolute path of its own, e.g. /opt/litellm"),
+    ("config_dir", "/etc/", "config_dir: '/etc/' must be an absolute path of its own, e.g. /etc/litellm"),
+    ("config_dir", "/usr", "config_dir: '/usr' must be an absolute path of its own, e.g. /etc/litellm"),
+    ("config_dir", "/", "config_dir: '/' must be an absolute path of its own, e.g. /etc/litellm"),
+    ("gateway_url", "ftp://x", "gateway_url: 'ftp://x' is malformed; write it as http://host:11434 (scheme, host, "
+                                "port, no path)"),
+    ("gateway_url", "http://x:99999", "gateway_url: 'http://x:99999' is malformed; write it as http://host:11434 "
+                                       "(scheme, host, port, no path)"),
+    ("gateway_url", "http://x:1/v1", "gateway_url: 'http://x:1/v1' is malformed; write it as http://host:11434 "
+                                      "(scheme, host, port, no path)"),
+    ("request_timeout", 0, "request_timeout: 0 is out of range; set an integer from 1 to 3600"),
+    ("num_retries", 11, "num_retries: 11 is out of range; set an integer from 0 to 10"),
+    ("allowed_fails", -1, "allowed_fails: -1 is out of range; set an integer from 0 to 100"),
+    ("cooldown_time", 3601, "cooldown_time: 3601 is out of range; set an integer from 0 to 3600"),
+    ("health_timeout", 4, "health_timeout: 4 is out of range; set an integer from 5 to 900"),
+    ("health_timeout", 901, "health_timeout: 901 is out of range; set an integer from 5 to 900"),
+    ("keep_generations", 0, "keep_generations: 0 is out of range; set an integer from 1 to 100"),
+    ("keep_generations", 101, "keep_generations: 101 is out of range; set an integer from 1 to 100"),
+    ("drain_timeout", 5000, "drain_timeout: 5000 is out of range; set an integer from 1 to 3600"),
+    ("drain_timeout", 31, None),  # 31 > request_timeout 30: fine
+    ("extra_router_settings", {"bad key": 1}, "extra_router_settings: {'bad key': 1} must be a dict of LiteLLM "
+                                               "setting names to values"),
+    ("extra_litellm_settings", [1], "extra_litellm_settings: [1] must be a dict of LiteLLM setting names to values"),
+    ("extra_router_settings", {"timeout": 5}, "extra_router_settings.timeout: set by its own variable; use that "
+                                               "instead"),
+    ("allowed_client_networks", ["nope"], "allowed_client_networks: 'nope' is not an address or network; write "
+                                           "e.g. 10.0.0.0/8 or 192.0.2.7"),
+    ("model_groups", {"phi3-3.8b": ["llama3-8b"]}, "model_groups['phi3-3.8b']: clashes with an alias of the same "
+                                                    "name; rename the group"),
+    ("model_groups", {"g": []}, "model_groups['g']: empty; list the aliases it spreads over"),
+]
+
+
+@pytest.mark.parametrize("knob, value, expected", KNOB_PROBLEMS, ids=[f"{k}={v!r}" for k, v, _ in KNOB_PROBLEMS])
+def test_each_knob_problem_reads_exactly_so(knob, value, expected):
+    data = {**copy.deepcopy(defaults()), knob: value}
+    if expected is None:
+        assert getattr(load_settings(data, "hx-api"), knob) == value
+        return
+    with pytest.raises(SettingsError) as err:
+        load_settings(data, "hx-api")
+    assert err.value.problems == [expected]
+    assert str(err.value) == f"invalid gateway settings:\n  - {expected}"
+
+
+ENTRY_PROBLEMS = {
+    "no alias": ({"model_aliases": [], "model_groups": {}}, "model_aliases: empty; declare at least one alias"),
+    "alias not a dict": ({"model_aliases": ["phi3"], "model_groups": {}},
+                         "model_aliases[0]: must be a dict with name, ollama_model, kind"),
+    "alias bad name": ({"model_aliases": [{"name": "a b", "ollama_model": "m", "kind": "chat"}],
+                        "model_groups": {}},
+                       "model_aliases['a b']: name 'a b' is invalid; use letters, digits, '.', '_' or '-'"),
+    "alias no model": ({"model_aliases": [{"name": "a", "kind": "chat"}], "model_groups": {}},
+                       "model_aliases['a']: ollama_model is missing; name the model as `ollama list` shows it"),
+    "alias duplicate": ({"model_aliases": [{"name": "a", "ollama_model": "m", "kind": "chat"}] * 2,
+                         "model_groups": {}},
+                        "model_aliases['a']: duplicate alias 'a'; each name must appear once"),
+    "key bad name": ({"client_keys": [{"name": "", "models": []}]},
+                     "client_keys[0]: name '' is invalid; use letters, digits, '.', '_' or '-'"),
+    "key duplicate": ({"client_keys": [{"name": "k"}, {"name": "k"}]},
+                      "client_keys['k']: duplicate client key name; each name must appear once"),
+    "key rpm": ({"client_keys": [{"name": "k", "rpm": 0}]}, "client_keys['k']: rpm 0 must be a positive integer"),
+    "key concurrency": ({"client_keys": [{"name": "k", "max_concurrent": "x"}]},
+                        "client_keys['k']: max_concurrent 'x' must be a positive integer"),
+    "key expiry": ({"client_keys": [{"name": "k", "expires": "soon"}]},
+                   "client_keys['k'].expires: 'soon' is not a date; write YYYY-MM-DD or None"),
+}
+
+
+@pytest.mark.parametrize("case", list(ENTRY_PROBLEMS))
+def test_each_entry_problem_reads_exactly_so(case):
+    change, expected = ENTRY_PROBLEMS[case]
+    with pytest.raises(SettingsError) as err:
+        load_settings({**copy.deepcopy(defaults()), **change}, "hx-api")
+    assert err.value.problems == [expected]
+
+
+def test_a_client_key_gets_its_limits_defaults_and_its_expiry_as_a_date():
+    import datetime as dt
+
+    data = {**defaults(), "client_keys": [{"name": "k"}, {"name": "j", "models": ["hx-chat"], "rpm": 5,
+                                                          "max_concurrent": 2, "expires": "2031-01-02"}]}
+    k, j = load_settings(data, "hx-api").client_keys
+    assert (k.models, k.rpm, k.max_concurrent, k.expires) == ((), 60, 10, None)
+    assert (j.models, j.rpm, j.max_concurrent, j.expires) == (("hx-chat",), 5, 2, dt.date(2031, 1, 2))
+    assert k.env_name == "HX_CLIENT_KEY_K" and load_settings(
+        {**defaults(), "client_keys": [{"name": "open-webui.v2"}]}, "x").client_keys[0].env_name == \
+        "HX_CLIENT_KEY_OPEN_WEBUI_V2"
+
+
+def test_the_defaults_are_exactly_these():
+    s = load_settings(defaults(), "hx-api-server.dev-test.hana-x.ai")
+    assert (s.environment, s.bind_host, s.bind_port, s.gateway_url) == (
+        "production", "0.0.0.0", 4000, "http://hx-api-server.dev-test.hana-x.ai:4000")
+    assert (s.routing_strategy, s.request_timeout, s.num_retries, s.allowed_fails, s.cooldown_time) == (
+        "least-busy", 30, 2, 1, 30)
+    assert (s.workers, s.server, s.chat_route, s.drain_timeout) == (None, "gunicorn", "ollama_chat", 45)
+    assert (s.venv_root, s.config_dir, s.service_name, s.service_user, s.service_group) == (
+        "/opt/litellm", "/etc/litellm", "litellm", "litellm", "litellm")
+    assert (s.health_timeout, s.keep_generations, s.expected_identity, s.allowed_client_networks) == (90, 5, (), ())
+    assert (s.extra_router_settings, s.extra_litellm_settings) == ({}, {})
+    assert s.secrets_file == "~/.config/hx-gateway/secrets.env" and s.is_lab is False
+    assert s.model_groups == {"hx-chat": ("phi3-3.8b", "llama3-8b")}
+    assert s.public_models == ("phi3-3.8b", "llama3-8b", "emb-premium", "hx-chat")
+    assert [(a.name, a.kind, a.route("ollama_chat")) for a in s.model_aliases] == [
+        ("phi3-3.8b", "chat", "ollama_chat/phi3:3.8b-mini-128k-instruct-q8_0"),
+        ("llama3-8b", "chat", "ollama_chat/llama3:8b-instruct-q8_0"),
+        ("emb-premium", "embedding", "ollama/mxbai-embed-large")]
+    assert s.backend_models() == {b: ["phi3:3.8b-mini-128k-instruct-q8_0", "llama3:8b-instruct-q8_0",
+                                      "mxbai-embed-large"] for b in s.backends}
+    assert s.path("x.yaml") == "/etc/litellm/x.yaml"
+    trailing = load_settings({**defaults(), "venv_root": "/srv/llm/", "gateway_url": "https://gw:443/"}, "x")
+    assert (trailing.venv_root, trailing.gateway_url) == ("/srv/llm", "https://gw:443")
+
+
+def test_a_knob_missing_from_the_host_data_is_named():
+    data = {k: v for k, v in defaults().items() if k not in ("server", "bind_port")}
+    with pytest.raises(SettingsError) as err:
+        load_settings(data, "hx-api")
+    assert err.value.problems == [f"{k}: missing from the host data; group_data/ declares every knob with its "
+                                  f"default: run pyinfra from the repository (or pass its group_data/)"
+                                  for k in ("bind_port", "server")]
+
+
+def test_every_gateway_knob_has_its_default_in_group_data():
+    assert set(GATEWAY_KNOBS) <= set(defaults())
+
+
+def test_the_secrets_file_is_read_as_dotenv():
+    text = ("# a comment\n\nHX_MASTER_KEY=sk-plain\nexport HX_CLIENT_KEY_A = 'sk-single quoted'\n"
+            "HX_CLIENT_KEY_B=\"sk-double\"\nnot a pair\n  HX_SPACED  =  sk-spaced  \nHX_EQ=a=b\nHX_ONE='\n"
+            "HX_MIXED='x\"\n")
+    assert parse_dotenv(text) == {"HX_MASTER_KEY": "sk-plain", "HX_CLIENT_KEY_A": "sk-single quoted",
+                                  "HX_CLIENT_KEY_B": "sk-double", "HX_SPACED": "sk-spaced", "HX_EQ": "a=b",
+                                  "HX_ONE": "'", "HX_MIXED": "'x\""}
+
+
+def test_the_environment_wins_over_the_secrets_file(tmp_path):
+    path = tmp_path / "secrets.env"
+    from_file, from_env = random_key(), random_key()
+    path.write_text(f"HX_MASTER_KEY={from_file}\nHX_CLIENT_KEY_OPEN_WEBUI={random_key()}\n")
+    os.chmod(path, 0o600)
+    assert load_secrets(settings(), {"HX_SECRETS_FILE": str(path)}).master_key == from_file
+    assert load_secrets(settings(), {"HX_SECRETS_FILE": str(path), "HX_MASTER_KEY": from_env}).master_key == from_env
+    missing = load_secrets(settings(), {"HX_SECRETS_FILE": str(tmp_path / "none.env"), "HX_MASTER_KEY": from_env,
+                                        "HX_CLIENT_KEY_OPEN_WEBUI": from_file})
+    assert missing.client_keys == {"open-webui": from_file}
+
+
+def test_two_client_keys_sharing_a_value_are_refused():
+    shared = random_key()
+    data = {**defaults(), "client_keys": [{"name": "a"}, {"name": "b"}]}
+    with pytest.raises(SettingsError) as err:
+        load_secrets(load_settings(data, "x"), {"HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_A": shared,
+                                               "HX_CLIENT_KEY_B": shared, "HX_SECRETS_FILE": "/nonexistent"})
+    assert err.value.problems == ["client keys: two client keys share a value; give each its own"]
+
+
+def test_a_missing_key_says_how_to_make_one():
+    with pytest.raises(SettingsError) as err:
+        load_secrets(settings(), {"HX_CLIENT_KEY_OPEN_WEBUI": random_key(), "HX_SECRETS_FILE": "/nonexistent"})
+    assert err.value.problems == ["HX_MASTER_KEY: missing; export HX_MASTER_KEY=... or put it in the secrets file "
+                                  "(generate one: python3 -c 'import secrets; print(\"sk-\" + "
+                                  "secrets.token_urlsafe(32))')"]

@@ -127,13 +127,15 @@ class Settings:
         return wanted
 
 
-# Knobs of the backend hosts (group `llm`, group_data/llm.py); the gateway's are Settings' fields.
+# Knobs of the gateway hosts: Settings' fields (group_data/all.py and litellm.py hold their defaults);
+# of the backend hosts (group `llm`): group_data/llm.py.
+GATEWAY_KNOBS = tuple(f.name for f in fields(Settings))
 BACKEND_KNOBS = ("ollama_service", "ollama_port")
 
 
 def knob_names() -> tuple[str, ...]:
     """Every knob a group_data file may set."""
-    return (*(f.name for f in fields(Settings)), *BACKEND_KNOBS)
+    return (*GATEWAY_KNOBS, *BACKEND_KNOBS)
 
 
 def unknown_knob_problems(data: Mapping[str, Any], foreign: Iterable[str] = ()) -> list[str]:
@@ -184,7 +186,7 @@ def _problems_for_url(url: Any, where: str) -> list[str]:
 
 
 def _int(data: Mapping[str, Any], name: str, low: int, high: int, problems: list[str]) -> int:
-    value = data.get(name)
+    value = data[name]
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         problems.append(f"{name}: {value!r} is out of range; set an integer from {low} to {high}")
         return low
@@ -215,7 +217,7 @@ def _unique_name(name: Any, where: str, seen: set[str], what: str, problems: lis
 def _aliases(data: Mapping[str, Any], backends: tuple[str, ...], problems: list[str]) -> tuple[ModelAlias, ...]:
     aliases: list[ModelAlias] = []
     seen: set[str] = set()
-    for index, raw in enumerate(data.get("model_aliases") or []):
+    for index, raw in enumerate(data["model_aliases"] or []):
         where = f"model_aliases[{index}]"
         if not isinstance(raw, Mapping):
             problems.append(f"{where}: must be a dict with name, ollama_model, kind")
@@ -245,7 +247,7 @@ def _groups(data: Mapping[str, Any], aliases: tuple[ModelAlias, ...], problems: 
             ) ->  dict[str, tuple[str, ...]]:
     names = {a.name for a in aliases}
     groups: dict[str, tuple[str, ...]] = {}
-    for group, members in (data.get("model_groups") or {}).items():
+    for group, members in (data["model_groups"] or {}).items():
         if group in names:
             problems.append(f"model_groups[{group!r}]: clashes with an alias of the same name; rename the group")
         members = tuple(members or ())
@@ -265,7 +267,7 @@ def _groups(data: Mapping[str, Any], aliases: tuple[ModelAlias, ...], problems: 
 def _client_keys(data: Mapping[str, Any], public: set[str], problems: list[str]) -> tuple[ClientKey, ...]:
     keys: list[ClientKey] = []
     seen: set[str] = set()
-    for index, raw in enumerate(data.get("client_keys") or []):
+    for index, raw in enumerate(data["client_keys"] or []):
         name = raw.get("name") if isinstance(raw, Mapping) else None
         where = f"client_keys[{name or index!r}]"
         if not _unique_name(name, where, seen, "client key name", problems):
@@ -287,7 +289,7 @@ def _client_keys(data: Mapping[str, Any], public: set[str], problems: list[str])
 
 def _extra(data: Mapping[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
     """Pass-through LiteLLM settings we do not model; keys we set ourselves cannot be overridden here."""
-    value = data.get(name) or {}
+    value = data[name] or {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) and NAME_RE.match(k) for k in value):
         problems.append(f"{name}: {value!r} must be a dict of LiteLLM setting names to values")
         return {}
@@ -300,11 +302,15 @@ def _extra(data: Mapping[str, Any], name: str, problems: list[str]) -> dict[str,
 
 def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") -> Settings:
     """Build `Settings` from pyinfra host data (or any mapping); raise SettingsError on any problem."""
+    missing = [name for name in GATEWAY_KNOBS if name not in data]
+    if missing:  # every default is declared once, in group_data/; this code holds none of its own
+        raise SettingsError([f"{name}: missing from the host data; group_data/ declares every knob with its default: "
+                             f"run pyinfra from the repository (or pass its group_data/)" for name in missing])
     problems: list[str] = []
-    environment = data.get("environment", "production")
+    environment = data["environment"]
     if environment not in ENVIRONMENTS:
         problems.append(f"environment: {environment!r} is unknown; use one of {', '.join(ENVIRONMENTS)}")
-    backends = tuple(data.get("backends") or ())
+    backends = tuple(data["backends"] or ())
     if not backends:
         problems.append("backends: empty; list the Ollama URLs, e.g. http://hx-llm01:11434")
     for index, backend in enumerate(backends):
@@ -316,30 +322,31 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
     public = {a.name for a in aliases} | set(groups)
     client_keys = _client_keys(data, public, problems)
     bind_port = _int(data, "bind_port", 1, 65535, problems)
-    routing = data.get("routing_strategy", "least-busy")
+    routing = data["routing_strategy"]
     if routing not in ROUTING_STRATEGIES:
         problems.append(f"routing_strategy: {routing!r} is unknown; use one of {', '.join(ROUTING_STRATEGIES)}")
-    workers = data.get("workers")
+    workers = data["workers"]
     if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= 64):
         problems.append(f"workers: {workers!r} is out of range; set None (one per core) or 1..64")
-    chat_route = data.get("chat_route", "ollama_chat")
+    chat_route = data["chat_route"]
     if chat_route not in CHAT_ROUTES:
         problems.append(f"chat_route: {chat_route!r} is unknown; use one of {', '.join(CHAT_ROUTES)}")
-    server = data.get("server", "gunicorn")
+    server = data["server"]
     if server not in SERVERS:
         problems.append(f"server: {server!r} is unknown; use one of {', '.join(SERVERS)}")
     for name in ("service_user", "service_group", "service_name"):
-        if not isinstance(data.get(name), str) or not NAME_RE.match(data.get(name, "")):
-            problems.append(f"{name}: {data.get(name)!r} is not a valid name")
+        if not isinstance(data[name], str) or not NAME_RE.match(data[name]):
+            problems.append(f"{name}: {data[name]!r} is not a valid name; use letters, digits, '.', '_' or '-'")
     for name in ("venv_root", "config_dir"):
-        value = data.get(name)
+        value = data[name]
         if not isinstance(value, str) or not value.startswith("/") or value.rstrip("/") in ("", "/usr", "/etc", "/opt"):
-            problems.append(f"{name}: {value!r} must be an absolute path of its own, e.g. /opt/litellm")
-    bind_host = data.get("bind_host", "0.0.0.0")
+            example = {"venv_root": "/opt/litellm", "config_dir": "/etc/litellm"}[name]
+            problems.append(f"{name}: {value!r} must be an absolute path of its own, e.g. {example}")
+    bind_host = data["bind_host"]
     problems += _bind_host_problems(bind_host)
-    networks = data.get("allowed_client_networks") or ()
+    networks = data["allowed_client_networks"] or ()
     problems += _network_problems(networks, "allowed_client_networks")
-    gateway_url = data.get("gateway_url") or f"http://{inventory_name.split('/')[-1]}:{bind_port}"
+    gateway_url = data["gateway_url"] or f"http://{inventory_name.split('/')[-1]}:{bind_port}"
     problems += _problems_for_url(gateway_url, "gateway_url")
     settings = Settings(
         environment=str(environment),
@@ -358,15 +365,15 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
         workers=workers,
         server=str(server),
         chat_route=str(chat_route),
-        venv_root=str(data.get("venv_root")).rstrip("/"),
-        config_dir=str(data.get("config_dir")).rstrip("/"),
-        service_name=str(data.get("service_name")),
-        service_user=str(data.get("service_user")),
-        service_group=str(data.get("service_group")),
-        secrets_file=str(data.get("secrets_file", "")),
-        expected_identity=tuple(data.get("expected_identity") or ()),
+        venv_root=str(data["venv_root"]).rstrip("/"),
+        config_dir=str(data["config_dir"]).rstrip("/"),
+        service_name=str(data["service_name"]),
+        service_user=str(data["service_user"]),
+        service_group=str(data["service_group"]),
+        secrets_file=str(data["secrets_file"] or ""),
+        expected_identity=tuple(data["expected_identity"] or ()),
         health_timeout=_int(data, "health_timeout", 5, 900, problems),
-        drain_timeout=(_int(data, "drain_timeout", 1, 3600, problems) if data.get("drain_timeout") is not None
+        drain_timeout=(_int(data, "drain_timeout", 1, 3600, problems) if data["drain_timeout"] is not None
                        else _int(data, "request_timeout", 1, 3600, []) + DRAIN_MARGIN),
         keep_generations=_int(data, "keep_generations", 1, 100, problems),
         allowed_client_networks=tuple(networks),

@@ -4,42 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hx_gateway.model.settings import Settings
+from hx_gateway.proof.redaction import redact
 
 if TYPE_CHECKING:  # a deploy imports this module (health redacts journal lines); checks bring httpx, ~20 ms
     from hx_gateway.proof.checks import Check
-
-REDACTED = "<redacted>"
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Defence in depth: no check should ever carry a secret, but nothing leaves with one."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-KEY_PATTERN = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
-
-
-def redact_keys(text: str) -> str:
-    """For text we did not write (journal lines): anything shaped like an API key goes."""
-    return KEY_PATTERN.sub(REDACTED, text)
-
-
-def _table(checks: list[Check]) -> list[str]:
-    rows = ["| result | host | check | expected | seen |", "|---|---|---|---|---|"]
-    for c in checks:
-        seen = c.seen.replace("|", "\\|")[:160]
-        rows.append(f"| {'PASS' if c.ok else 'FAIL'} | {c.host} | {c.check} | {c.expected[:80]} | {seen} |")
-    return rows
-
 
 def overall(checks: list[Check]) -> tuple[str, list[str]]:
     """("healthy" | "degraded" | "failed", the backends down). Degraded: some backend does not
@@ -57,6 +29,14 @@ def overall(checks: list[Check]) -> tuple[str, list[str]]:
 def result_line(checks: list[Check]) -> str:
     result, down = overall(checks)
     return result.upper() + (f" (backends down: {', '.join(down)})" if down else "")
+
+
+def _table(checks: list[Check]) -> list[str]:
+    rows = ["| result | host | check | expected | seen |", "|---|---|---|---|---|"]
+    for c in checks:
+        seen = c.seen.replace("|", "\\|")[:160]
+        rows.append(f"| {'PASS' if c.ok else 'FAIL'} | {c.host} | {c.check} | {c.expected[:80]} | {seen} |")
+    return rows
 
 
 def summary_markdown(checks: list[Check], settings: list[Settings], stamp: str, action: str = "verification") -> str:

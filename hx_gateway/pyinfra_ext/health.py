@@ -19,7 +19,7 @@ from pyinfra.api.exceptions import NestedOperationError
 
 from hx_gateway.host import health as host_health
 from hx_gateway.model.settings import Settings
-from hx_gateway.proof.evidence import redact_keys
+from hx_gateway.proof.redaction import redact_keys
 from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
 from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, run_as_root
 from hx_gateway.pyinfra_ext.render import service_environment

@@ -13,12 +13,12 @@ from pyinfra.api import deploy
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import changes
+from hx_gateway.pyinfra_ext.announce import note_degraded
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import FileStates, GatewayHost, HttpProbes
 from hx_gateway.pyinfra_ext.generations import Generations, spec_of
 from hx_gateway.pyinfra_ext.operations import file_states_arguments
 from hx_gateway.pyinfra_ext.render import managed_directories, managed_files
-from hx_gateway.pyinfra_ext.summary import note_degraded
 
 SKIP_IDENTITY_ENV = "HX_SKIP_IDENTITY_GUARD"
 # Backends the operator allows to be down for this run (host names or URLs, comma-separated).
