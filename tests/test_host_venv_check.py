@@ -141,3 +141,22 @@ def test_every_python3_site_packages_is_read_and_nothing_else(tmp_path):
     assert version == "1.99.0" and len(hooks) == 2
     assert found == [f"{tmp_path}/lib/python3.11/site-packages/sitecustomize: a start-up hook the lock does not "
                      f"explain (runs at every interpreter start); remove it and find out how it got there"]
+
+
+def test_only_litellms_own_dist_info_gives_the_version(tmp_path):
+    site = tmp_path / "lib" / "python3.11" / "site-packages"
+    (site / "litellm_enterprise-9.9.dist-info").mkdir(parents=True)
+    (site / "other-1.0.dist-info").mkdir()
+    (site / "litellm-1.106.2.data").mkdir()
+    assert host_venv_check.installed_version(str(tmp_path), "litellm") == ""
+    (site / "litellm-1.106.2.dist-info").mkdir()
+    assert host_venv_check.installed_version(str(tmp_path), "litellm") == "1.106.2"
+
+
+def test_a_policy_without_sections_checks_hooks_and_version_all_the_same(tmp_path):
+    path = venv(tmp_path, "1.0", extra=("x.pth",))
+    found, hooks, version = host_venv_check.problems(str(path), {})
+    assert version == "1.0" and hooks == ["lib/python3.11/site-packages/x.pth"] and len(found) == 1
+    assert host_venv_check.version_problems("1.83.0", {"minimum": "1.84", "minimum_because": [
+        {"advisory": "A", "summary": "s", "fixed": "1.83.0"}]}) == ["litellm 1.83.0 is below the minimum 1.84"]
+    assert host_venv_check.version_problems("1.0", {"minimum": "2"}) == ["litellm 1.0 is below the minimum 2"]

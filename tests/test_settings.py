@@ -356,3 +356,46 @@ def test_a_missing_key_says_how_to_make_one():
     assert err.value.problems == ["HX_MASTER_KEY: missing; export HX_MASTER_KEY=... or put it in the secrets file "
                                   "(generate one: python3 -c 'import secrets; print(\"sk-\" + "
                                   "secrets.token_urlsafe(32))')"]
+
+
+@pytest.mark.parametrize("knob, low, high", [("bind_port", 1, 65535), ("request_timeout", 1, 3600),
+                                             ("num_retries", 0, 10), ("allowed_fails", 0, 100),
+                                             ("cooldown_time", 0, 3600), ("health_timeout", 5, 900),
+                                             ("keep_generations", 1, 100), ("workers", 1, 64)])
+def test_both_ends_of_every_range_are_accepted(knob, low, high):
+    for value in (low, high):
+        data = {**defaults(), knob: value, "drain_timeout": 3600}
+        if knob == "request_timeout" and value == 3600:
+            data["drain_timeout"] = None  # derived: 3600 + 15, beyond what may be set by hand
+        assert getattr(load_settings(data, "hx-api"), knob) == value
+
+
+@pytest.mark.parametrize("owner, key", [(o, k) for o in ("extra_router_settings", "extra_litellm_settings")
+                                        for k in ("routing_strategy", "num_retries", "timeout", "allowed_fails",
+                                                  "cooldown_time", "callbacks", "disable_hf_tokenizer_download",
+                                                  "drop_params", "request_timeout")])
+def test_every_setting_the_deploy_owns_is_refused_as_a_pass_through(owner, key):
+    with pytest.raises(SettingsError) as err:
+        load_settings({**defaults(), owner: {key: 1}}, "hx-api")
+    assert err.value.problems == [f"{owner}.{key}: set by its own variable; use that instead"]
+
+
+def test_the_smallest_limits_a_client_key_may_have_are_one():
+    data = {**defaults(), "client_keys": [{"name": "k", "rpm": 1, "max_concurrent": 1}]}
+    key = load_settings(data, "x").client_keys[0]
+    assert (key.rpm, key.max_concurrent) == (1, 1)
+
+
+def test_inventory_names_give_the_default_url_and_identities_pass_through():
+    s = load_settings({**defaults(), "expected_identity": ["10.0.0.5", "gw"], "secrets_file": None}, "@docker/hx-api")
+    assert s.gateway_url == "http://hx-api:4000" and s.expected_identity == ("10.0.0.5", "gw")
+    assert s.secrets_file == ""
+    with pytest.raises(SettingsError, match=r"set drain_timeout to at least 31$"):
+        load_settings({**defaults(), "drain_timeout": 30}, "x")
+    with pytest.raises(SettingsError, match=r"set drain_timeout to at least 61$"):
+        load_settings({**defaults(), "request_timeout": 60, "drain_timeout": 60}, "x")
+
+
+def test_a_network_written_with_host_bits_is_accepted():
+    assert load_settings({**defaults(), "allowed_client_networks": ["10.1.2.3/8"]}, "x").allowed_client_networks == (
+        "10.1.2.3/8",)
