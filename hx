@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# hx-gateway's two entry points (see README):
+# hx-gateway's entry points (see README):
 #   ./hx lab     bring up the Docker lab (gateway + two Ollama backends), deploy, verify
 #   ./hx test    the full test suite: ruff, then pytest (unit and lab tests)
 #   ./hx mutate  mutation testing of the pure-logic modules with the unit tests (bench/mutation.py)
-# Both install what they need first: the Docker engine, and the pinned control-node venv.
+# Each installs what it needs first: the Docker engine (lab, test), and the pinned control-node venv.
 set -euo pipefail
 cd "$(dirname "$0")"
 
