@@ -163,7 +163,7 @@ def test_the_secret_is_never_readable_by_another_account_during_upload(ssh_lab, 
                 assert owner["dir"] == ["hxadmin", "700"], (path, owner)
                 uploads[path] = owner
             else:
-                assert owner["file"][1] == "600" and owner["dir"] == ["root", "755"], (path, owner)
+                assert owner["file"] == ["root", "600"] and owner["dir"] == ["root", "750"], (path, owner)
         if uploads:
             break
     assert uploads, "the watcher never saw the upload's transient copy: it proved nothing"
