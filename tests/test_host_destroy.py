@@ -24,13 +24,17 @@ def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     (etc / "config.yaml").write_text("x")
     (etc / "litellm.env").write_text("LITELLM_MASTER_KEY=sk-secret")
     (etc / "config.yaml.hx-new").write_text("half")
+    (etc / "hx_auth.py").write_text("")
+    (etc / "__pycache__").mkdir()
+    (etc / "__pycache__" / "hx_auth.cpython-311.pyc").write_text("")
     (opt / "current").symlink_to(opt / "venvs" / "abc")
     (store / "g1" / "f1").write_text("LITELLM_MASTER_KEY=sk-secret")
     (store / "g1" / "f0").write_text("x")
     (store / "g1" / "meta.json").write_text(json.dumps({"files": {str(etc / "litellm.env"): {"stored": "f1"},
                                                                   str(etc / "config.yaml"): {"stored": "f0"}}}))
     return {"unit": "litellm.service", "unit_path": str(etc / "litellm.service"), "port": 4000,
-            "files": [str(etc / "config.yaml"), str(etc / "litellm.env"), str(etc / "litellm.service")],
+            "files": [str(etc / "config.yaml"), str(etc / "litellm.env"), str(etc / "litellm.service"),
+                      str(etc / "hx_auth.py")],
             "secret_files": [str(etc / "litellm.env")], "config_dir": str(etc), "venv_root": str(opt),
             "cache_dir": str(tmp_path / "cache"), "store": str(store), "state_dir": str(store.parent),
             "keep_data": False, "account": {"user": "hx-no-such-user", "group": "hx-no-such-group"}}
@@ -40,7 +44,9 @@ def test_apply_carries_out_exactly_the_plan_and_leaves_nothing(deployed: dict, t
     planned = destroy.plan(deployed)
     assert [(a["action"], a["target"].replace(str(tmp_path), "")) for a in planned] == [
         ("remove file", "/etc/config.yaml"), ("remove file", "/etc/config.yaml.hx-new"),
-        ("remove file", "/etc/litellm.env"), ("remove tree", "/opt/venvs"), ("remove file", "/opt/current"),
+        ("remove file", "/etc/litellm.env"), ("remove file", "/etc/hx_auth.py"),
+        ("remove file", "/etc/__pycache__/hx_auth.cpython-311.pyc"), ("remove directory", "/etc/__pycache__"),
+        ("remove tree", "/opt/venvs"), ("remove file", "/opt/current"),
         ("remove tree", "/opt/unpack.x1"), ("remove tree", "/cache"), ("remove tree", "/lib/generations"),
         ("remove directory", "/etc"), ("remove directory", "/opt"), ("remove directory", "/lib")]
     assert destroy.apply(deployed) == planned

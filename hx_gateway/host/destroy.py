@@ -9,8 +9,9 @@ The plan is computed from the host as it is, the same way for `plan` and `apply`
 exactly what a real run removes; every action is idempotent, so a run killed half-way and run again
 finishes the job. What it removes, by origin:
 - the unit the deploy wrote (stopped and disabled first) and any canary unit it left running;
-- the managed files (config, env file, auth and speed-ups modules, key digests, unit) and their
-  `.hx-new` temporaries; the config directory when nothing else is in it;
+- the managed files (config, env file, auth and speed-ups modules, key digests, unit), their
+  `.hx-new` temporaries and the modules' compiled copies in `__pycache__`; the config directory
+  when nothing else is in it;
 - the venvs (`venvs/`, `current`, interrupted `unpack.*`) and the venv root when nothing else is in
   it (a venv an operator made there by hand stays); the uploaded wheelhouse cache; the private upload directories;
 - the generations, unless `keep_data`: then they stay, but every copy of a secret file in them is
@@ -89,6 +90,20 @@ def secret_copies(spec: dict) -> list[str]:
     return found
 
 
+def bytecode_of_modules(files: list[str]) -> list[dict[str, str]]:
+    """Compiled copies of the managed Python modules (hx_auth.py...) that any python3 importing them
+    as root left in a `__pycache__` beside them, and that directory once nothing else is in it."""
+    actions = []
+    for folder in sorted({os.path.dirname(f) for f in files if f.endswith(".py")}):
+        cache = os.path.join(folder, "__pycache__")
+        stems = {os.path.basename(f)[:-3] for f in files if f.endswith(".py") and os.path.dirname(f) == folder}
+        compiled = sorted(p for stem in stems for p in glob.glob(os.path.join(cache, f"{stem}.*.pyc")))
+        actions += [{"action": "remove file", "target": p} for p in compiled]
+        if compiled and set(os.listdir(cache)) == {os.path.basename(p) for p in compiled}:
+            actions.append({"action": "remove directory", "target": cache})
+    return actions
+
+
 def plan(spec: dict) -> list[dict[str, str]]:
     actions: list[dict[str, str]] = []
     if unit_present(spec["unit"]):
@@ -98,6 +113,7 @@ def plan(spec: dict) -> list[dict[str, str]]:
         for candidate in (path, path + ".hx-new"):
             if os.path.lexists(candidate):
                 actions.append({"action": "remove file", "target": candidate})
+    actions += bytecode_of_modules(spec["files"])
     if any(a["target"] == spec["unit_path"] for a in actions):
         actions.append({"action": "daemon-reload", "target": "systemd"})
     root = spec["venv_root"]
