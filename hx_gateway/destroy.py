@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,9 @@ from hx_gateway.host import destroy as host_destroy
 from hx_gateway.model.settings import Settings, SettingsError, load_settings
 from hx_gateway.proof.checks import Check
 from hx_gateway.proof.evidence import print_outputs, write_evidence
+from hx_gateway.pyinfra_ext.facts import shell_command
 from hx_gateway.pyinfra_ext.generations import STORE
-from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, run_as_root
+from hx_gateway.pyinfra_ext.remote import run_as_root
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET, managed_files
 from hx_gateway.verify import load_inventory, load_state
 
@@ -53,8 +53,7 @@ def spec_of(s: Settings, keep_data: bool) -> dict[str, Any]:
 
 def on_host(spec: dict[str, Any], command: str) -> Any:
     """Run the host program on pyinfra's current host, as root."""
-    ok, output = run_as_root(" ".join([TARGET_PYTHON, "-c", shlex.quote(HOST_DESTROY),
-                                       shlex.quote(json.dumps(spec)), command]))
+    ok, output = run_as_root(shell_command((HOST_DESTROY, [json.dumps(spec), command])))
     if not ok:
         raise DestroyError(f"destroy {command} failed: {output.stderr[-1500:]}")
     return json.loads(output.stdout)

@@ -20,6 +20,7 @@ from pyinfra.api.exceptions import NestedOperationError
 from hx_gateway.host import health as host_health
 from hx_gateway.model.settings import Settings
 from hx_gateway.proof.redaction import redact_keys
+from hx_gateway.pyinfra_ext.facts import shell_command
 from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
 from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, run_as_root
 from hx_gateway.pyinfra_ext.render import service_environment
@@ -37,7 +38,7 @@ def health_problem(settings: Settings, port: int | None = None, unit: str | None
     base = f"http://127.0.0.1:{port}" if port else settings.local_url  # a canary listens on loopback
     args = [base, settings.health_timeout, settings.path("litellm.env"),
             unit or settings.service_name, list(settings.public_models)]
-    ok, output = run_as_root(f"{TARGET_PYTHON} -c {shlex.quote(HOST_HEALTH)} {shlex.quote(json.dumps(args))}")
+    ok, output = run_as_root(shell_command((HOST_HEALTH, [json.dumps(args)])))
     return "\n".join(output.stdout_lines).strip() if ok else f"health probe failed: {output.stderr[-500:]}"
 
 
