@@ -1,9 +1,10 @@
 """The hx-gateway deploy: `pyinfra inventory.py deploy.py` (add `--dry --diff` to preview).
 
 Every host's settings and secrets are validated first, then each component deploys on the hosts of
-its group: the gateway (tasks/gateway/) on `litellm`. Proof comes after:
-`python -m hx_gateway.verify inventory.py` (`./hx lab` runs both in the lab). Preview and change ticket:
-`python -m hx_gateway.ticket inventory.py --out change.md`; rollback: `python -m hx_gateway.rollback inventory.py`.
+its group, in this order: Redis (tasks/redis/) on `redis`, the gateway (tasks/gateway/) on `litellm`,
+HAProxy (tasks/lb/) on `lb`. Proof comes after: `python -m hx_gateway.verify inventory.py` (`./hx lab`
+runs both in the lab). Preview and change ticket: `python -m hx_gateway.ticket inventory.py --out
+change.md`; rollback: `python -m hx_gateway.rollback inventory.py`.
 """
 
 from pyinfra import host, state
@@ -12,12 +13,18 @@ from hx_gateway.model.plan import run_plans
 from hx_gateway.model.refusal import Refusal, refuse
 from hx_gateway.pyinfra_ext.announce import announce_plan_verdict
 from tasks.gateway import gateway
+from tasks.lb import lb
+from tasks.redis import redis
 
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
 
 try:
-    plans = run_plans(state)  # every host's settings and secrets, before the first host plans anything
-    if host.name in plans:
-        gateway(plans[host.name])
+    plan = run_plans(state).get(host.name)  # every host's settings and secrets, before any host plans anything
+    if plan and plan.redis:
+        redis(plan.redis)
+    if plan and plan.gateway:
+        gateway(plan.gateway)
+    if plan and plan.lb:
+        lb(plan.lb)
 except Refusal as refusal:
     raise refuse(state, refusal) from None

@@ -30,7 +30,7 @@ FRESH = ("systemctl disable --now litellm 2>/dev/null; rm -rf /opt/litellm /etc/
 def defaults() -> dict:
     """Every knob at its default, as the repository's group_data files declare them."""
     data: dict = {}
-    for name in ("all", "litellm", "llm"):
+    for name in ("all", "litellm", "llm", "redis", "lb"):
         exec((REPO / "group_data" / f"{name}.py").read_text(), {}, data)
     return data
 

@@ -49,12 +49,12 @@ def test_fleet_problems_name_the_hosts_they_apply_to_and_once_those_of_all(monke
                         "HX_SECRETS_FILE": "/nonexistent"}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as err:
-        fleet_plans([("gw1", good, True), ("gw2", bad, True), ("llm01", {"ollama_prot": 1}, False)])
+        fleet_plans([("gw1", good, {"litellm"}), ("gw2", bad, {"litellm"}), ("llm01", {"ollama_prot": 1}, {"llm"})])
     assert err.value.problems == [
         "gw2: bind_port: 0 is out of range; set an integer from 1 to 65535",
         "llm01: ollama_prot: not a knob of this deploy (it would be ignored); did you mean `ollama_port`? Rename it",
     ]
-    both_bad = [("gw1", {**bad, "workerz": 2}, True), ("gw2", {**bad, "workerz": 2}, True)]
+    both_bad = [("gw1", {**bad, "workerz": 2}, {"litellm"}), ("gw2", {**bad, "workerz": 2}, {"litellm"})]
     with pytest.raises(SettingsError) as err:
         fleet_plans(both_bad)
     assert err.value.problems == [  # both gateways have both problems: no host prefix

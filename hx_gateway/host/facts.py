@@ -265,14 +265,19 @@ def keyed(salt: str, value: str) -> str:
     return hmac.new(salt.encode(), value.encode(), "sha256").hexdigest()
 
 
-def dotenv_entries(text: str, salt: str) -> dict[str, str]:
-    """NAME -> keyed(salt, value) for each NAME=value line of a dotenv text."""
-    entries = {}
+def dotenv_values(text: str) -> dict[str, str]:
+    """NAME -> value for each NAME=value line of a dotenv text (the env files the deploy writes)."""
+    values = {}
     for line in text.splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             name, _, value = line.partition("=")
-            entries[name.strip()] = keyed(salt, value.strip())
-    return entries
+            values[name.strip()] = value.strip()
+    return values
+
+
+def dotenv_entries(text: str, salt: str) -> dict[str, str]:
+    """NAME -> keyed(salt, value) for each NAME=value line of a dotenv text."""
+    return {name: keyed(salt, value) for name, value in dotenv_values(text).items()}
 
 
 def file_states(paths: list[str], secret_paths: list[str], salt: str, with_text: bool) -> dict[str, Any]:
@@ -306,6 +311,70 @@ def venv_litellm(venv_root: str) -> str:
         return ""
 
 
+# -- the service's other components ---------------------------------------------------------------
+
+def component_host(name: str, units: list[str], packages: list[str], directories: list[str]) -> dict[str, Any]:
+    """What preflight needs from a Redis or HAProxy host: its addresses, what its inventory name
+    resolves to on it, its units' state, the installed versions of the packages (dpkg) and the
+    state of the directories the deploy manages."""
+    try:
+        resolves = sorted({info[4][0] for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)})
+    except OSError:
+        resolves = []
+    versions = {}
+    for package in packages:
+        shown = output_of(["dpkg-query", "-W", "-f", "${Status}\t${Version}", package])
+        status, _, version = shown.partition("\t")
+        versions[package] = version if status.endswith(" installed") else ""
+    return {"addresses": addresses(), "resolves": resolves, "units": {u: _unit_state(u) for u in units},
+            "versions": versions, "directories": {d: _directory(d) for d in directories}}
+
+
+def _redis_reply(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def _redis_command(*words: str) -> bytes:
+    """One command in Redis's protocol (RESP): an array of bulk strings."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        raw = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
+def redis_probe(host: str, port: int, env_file: str = "", timeout: float = 3.0) -> dict[str, Any]:
+    """From a gateway: can it reach Redis, does Redis refuse a client without a password, and (with
+    the gateway's env file, read as root) does the gateways' ACL user get in. The password never
+    leaves this host."""
+    result: dict[str, Any] = {"reachable": False, "unauthenticated": "", "authenticated": "", "error": "",
+                              "addresses": []}
+    try:
+        result["addresses"] = sorted({i[4][0] for i in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            result["reachable"] = True
+            sock.sendall(_redis_command("PING"))
+            result["unauthenticated"] = _redis_reply(sock)
+            entries = dotenv_values(_read(env_file)) if env_file else {}
+            if entries.get("REDIS_PASSWORD"):
+                user = entries.get("REDIS_USERNAME", "default")
+                sock.sendall(_redis_command("AUTH", user, entries["REDIS_PASSWORD"]))
+                reply = _redis_reply(sock)
+                if reply == "+OK":
+                    sock.sendall(_redis_command("PING"))
+                    reply = _redis_reply(sock)
+                result["authenticated"] = reply
+    except OSError as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    return result
+
+
 FACTS = {
     "gateway_host": gateway_host,
     "listeners": listeners,
@@ -313,6 +382,8 @@ FACTS = {
     "http_probes": http_probes,
     "file_states": file_states,
     "venv_litellm": venv_litellm,
+    "component_host": component_host,
+    "redis_probe": redis_probe,
 }
 
 

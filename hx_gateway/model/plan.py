@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +10,8 @@ from typing import Any
 from pyinfra.api.connectors import get_all_connectors
 
 from hx_gateway import lock
-from hx_gateway.model.secrets import Secrets, load_secrets
+from hx_gateway.model.fleet import Fleet, LbSettings, Member, RedisSettings, fleet_problems, load_lb, load_redis
+from hx_gateway.model.secrets import Secrets, SecretText, load_secrets, redis_password_problems
 from hx_gateway.model.settings import Settings, SettingsError, load_settings, unknown_knob_problems
 
 
@@ -33,6 +34,7 @@ class VenvPlan:
 class GatewayPlan:
     settings: Settings
     secrets: Secrets
+    fleet: Fleet = Fleet()
 
     def venv_for(self, facts: Mapping[str, Any]) -> VenvPlan:
         target = lock.TargetPython(facts["python"], facts["arch"], facts["glibc"])
@@ -42,35 +44,94 @@ class GatewayPlan:
         return VenvPlan(target, lock_text, version, venv_id, facts.get("installed_venv_id") == venv_id)
 
 
-def gateway_plan(data: Mapping[str, Any], inventory_name: str) -> GatewayPlan:
+@dataclass(frozen=True)
+class RedisPlan:
+    settings: RedisSettings
+    password: SecretText
+    fleet: Fleet
+
+
+@dataclass(frozen=True)
+class LbPlan:
+    settings: LbSettings
+    fleet: Fleet
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """What one host runs: any of the components, by its groups."""
+
+    gateway: GatewayPlan | None = None
+    redis: RedisPlan | None = None
+    lb: LbPlan | None = None
+
+
+def gateway_plan(data: Mapping[str, Any], inventory_name: str, with_redis: bool = False) -> GatewayPlan:
     """Validate everything before any host is touched (raises SettingsError)."""
     settings = load_settings(data, inventory_name)
-    return GatewayPlan(settings, load_secrets(settings))
+    return GatewayPlan(settings, load_secrets(settings, with_redis=with_redis))
 
 
-def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], bool]], foreign: Iterable[str] = ()
-                ) -> dict[str, GatewayPlan]:
-    """Every gateway's plan, or one SettingsError listing the problems of every host (name, data, is
-    it a gateway): unknown knob names anywhere, and each gateway's settings and secrets. A problem is
-    listed once, prefixed with the hosts it applies to unless it applies to all of them."""
-    plans: dict[str, GatewayPlan] = {}
-    problems: dict[str, list[str]] = {}
-    checked = 0
-    for name, data, is_gateway in hosts:
-        checked += 1
-        found = unknown_knob_problems(data, foreign)
-        if is_gateway:
-            try:
-                plan = gateway_plan(data, name)
-                if not found:
-                    plans[name] = plan
-            except SettingsError as error:
-                found += error.problems
+class _Problems:
+    """Problems by host: listed once, prefixed with the hosts they apply to unless all of them."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, list[str]] = {}
+        self.checked = 0
+
+    def add(self, host: str | None, found: list[str]) -> None:
         for problem in found:
-            problems.setdefault(problem, []).append(name)
-    if problems:
-        raise SettingsError([problem if len(names) == checked else f"{', '.join(names)}: {problem}"
-                             for problem, names in problems.items()])
+            names = self.hosts.setdefault(problem, [])
+            if host is not None:
+                names.append(host)
+
+    def raise_any(self) -> None:
+        if self.hosts:
+            raise SettingsError([f"{', '.join(names)}: {problem}" if names and len(names) < self.checked else problem
+                                 for problem, names in self.hosts.items()])
+
+
+def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]], foreign: Iterable[str] = ()
+                ) -> dict[str, HostPlan]:
+    """Every host's plan, or one SettingsError listing the problems of every host (name, data, its
+    groups): unknown knob names anywhere, each component's settings, the gateways' secrets, and the
+    rules that span groups (fleet.py)."""
+    problems = _Problems()
+    members = list(hosts)
+    in_group = {group: [name for name, _, groups in members if group in groups] for group in ("litellm", "redis", "lb")}
+    with_redis = bool(in_group["redis"])
+    gateways: dict[str, GatewayPlan] = {}
+    redis: dict[str, RedisSettings] = {}
+    lbs: dict[str, LbSettings] = {}
+    for name, data, groups in members:
+        problems.checked += 1
+        problems.add(name, unknown_knob_problems(data, foreign))
+        if "litellm" in groups:
+            try:
+                gateways[name] = gateway_plan(data, name, with_redis)
+            except SettingsError as error:
+                problems.add(name, error.problems)
+        for group, loader, found in (("redis", load_redis, redis), ("lb", load_lb, lbs)):
+            if group in groups:
+                settings, trouble = loader(name, data)
+                problems.add(name, trouble)
+                if settings is not None:
+                    found[name] = settings  # type: ignore[assignment]
+    problems.add(None, fleet_problems(in_group["redis"], in_group["lb"], in_group["litellm"],
+                                      {n: p.settings for n, p in gateways.items()}, list(lbs.values())))
+    if with_redis and gateways:  # one password for the whole service: checked once
+        problems.add(None, redis_password_problems(next(iter(gateways.values())).secrets))
+    problems.raise_any()
+    fleet = Fleet(next(iter(redis.values()), None), tuple(lbs.values()),
+                  tuple(Member.of(name, plan.settings) for name, plan in gateways.items()))
+    password = SecretText(next(iter(gateways.values())).secrets.redis_password) if gateways and with_redis else None
+    plans: dict[str, HostPlan] = {}
+    for name, _, _ in members:
+        gateway = gateways.get(name)
+        plans[name] = HostPlan(
+            gateway=GatewayPlan(gateway.settings, gateway.secrets, fleet) if gateway else None,
+            redis=RedisPlan(redis[name], password, fleet) if name in redis and password else None,
+            lb=LbPlan(lbs[name], fleet) if name in lbs else None)
     return plans
 
 
@@ -79,10 +140,14 @@ def connector_data_names() -> set[str]:
     return {name for connector in get_all_connectors().values() for name in getattr(connector, "data_meta", {})}
 
 
-def run_plans(state: Any) -> dict[str, GatewayPlan]:
+def run_plans(state: Any) -> dict[str, HostPlan]:
     """fleet_plans for this pyinfra run's inventory, once per run (deploy.py runs once per host)."""
     if not hasattr(state, "hx_plans"):
-        gateways = {h.name for h in state.inventory.get_group("litellm", [])}
-        state.hx_plans = fleet_plans(((h.name, h.data.dict(), h.name in gateways) for h in state.inventory),
-                                     connector_data_names())
+        state.hx_plans = fleet_plans(((h.name, h.data.dict(), host_groups(state.inventory, h.name))
+                                      for h in state.inventory), connector_data_names())
     return state.hx_plans
+
+
+def host_groups(inventory: Any, name: str) -> frozenset[str]:
+    """The component groups a host is in."""
+    return frozenset(g for g in ("litellm", "redis", "lb") if name in {h.name for h in inventory.get_group(g, [])})

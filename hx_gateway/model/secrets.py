@@ -8,13 +8,16 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hx_gateway.model.settings import Settings, SettingsError
 
 MASTER_KEY_ENV = "HX_MASTER_KEY"
+REDIS_PASSWORD_ENV = "HX_REDIS_PASSWORD"
+# Values people paste from examples: never acceptable as the Redis password.
+PLACEHOLDER_WORDS = ("changeme", "change-me", "password", "placeholder", "replace", "example", "secret", "redis")
 SECRETS_FILE_ENV = "HX_SECRETS_FILE"
 # The key printed in the seed documents: public, so never acceptable outside the lab.
 DOCUMENTATION_KEY = "sk-1234567890abcdef-test-key-please-replace"
@@ -22,17 +25,33 @@ MIN_KEY_LENGTH = 32
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+class SecretText:
+    """A string that pyinfra may hash or label but never print."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class Secrets:
     master_key: str
     client_keys: Mapping[str, str] = field(default_factory=dict)
+    redis_password: str = ""  # only when the inventory has a `redis` host
 
     def all_values(self) -> list[str]:
         """Every secret, for redaction and for tests that grep output."""
-        return [self.master_key, *self.client_keys.values()]
+        return [self.master_key, *self.client_keys.values(), *([self.redis_password] if self.redis_password else [])]
 
     def __repr__(self) -> str:  # never print values, even by accident
-        return f"Secrets(master_key=<hidden>, client_keys={sorted(self.client_keys)})"
+        return f"Secrets(master_key=<hidden>, client_keys={sorted(self.client_keys)}, redis_password=<hidden>)"
 
 
 def key_digest(value: str) -> str:
@@ -69,16 +88,19 @@ def _read_secrets_file(path: Path, problems: list[str]) -> dict[str, str]:
     return parse_dotenv(resolved.read_text())
 
 
-def load_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> Secrets:
-    """Environment first, then the secrets file; validate strength outside the lab."""
-    environ = os.environ if environ is None else environ
-    problems: list[str] = []
+def _lookup(settings: Settings, environ: Mapping[str, str], problems: list[str]) -> Callable[[str], str]:
+    """Environment first, then the secrets file."""
     file_name = environ.get(SECRETS_FILE_ENV) or settings.secrets_file
     from_file = _read_secrets_file(Path(os.path.expanduser(file_name)), problems) if file_name else {}
+    return lambda name: environ.get(name) or from_file.get(name) or ""
 
-    def lookup(name: str) -> str:
-        return environ.get(name) or from_file.get(name) or ""
 
+def load_secrets(settings: Settings, environ: Mapping[str, str] | None = None, with_redis: bool = False) -> Secrets:
+    """Environment first, then the secrets file; validate strength outside the lab. `with_redis`: the
+    inventory has a `redis` host, so the gateways need its password (`redis_password_problems`)."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    lookup = _lookup(settings, environ, problems)
     master = lookup(MASTER_KEY_ENV)
     problems += _key_problems(MASTER_KEY_ENV, master, settings.is_lab)
     client_values: dict[str, str] = {}
@@ -90,9 +112,22 @@ def load_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -
         client_values[key.name] = value
     if len(set(client_values.values())) != len(client_values):
         problems.append("client keys: two client keys share a value; give each its own")
+    redis_password = lookup(REDIS_PASSWORD_ENV) if with_redis else ""  # checked once for all: fleet_plans
     if problems:
         raise SettingsError(problems)
-    return Secrets(master, client_values)
+    return Secrets(master, client_values, redis_password)
+
+
+def redis_password_problems(secrets: Secrets) -> list[str]:
+    """The same rules as the master key, in the lab too (the lab generates its own), and no placeholder."""
+    value, other_secrets = secrets.redis_password, [secrets.master_key, *secrets.client_keys.values()]
+    label = f"{REDIS_PASSWORD_ENV} (the `redis` group's password)"
+    if value and any(word in value.lower() for word in PLACEHOLDER_WORDS) and len(set(value)) < 20:
+        return [f"{label}: looks like a placeholder; generate one: python3 -c 'import secrets; "
+                f"print(secrets.token_urlsafe(32))'"]
+    if value and value in other_secrets:
+        return [f"{label}: equals another key; give Redis its own password"]
+    return _key_problems(label, value, is_lab=False)
 
 
 def _key_problems(label: str, value: str, is_lab: bool) -> list[str]:

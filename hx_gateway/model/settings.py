@@ -134,8 +134,10 @@ BACKEND_KNOBS = ("ollama_service", "ollama_port")
 
 
 def knob_names() -> tuple[str, ...]:
-    """Every knob a group_data file may set."""
-    return (*GATEWAY_KNOBS, *BACKEND_KNOBS)
+    """Every knob a group_data file may set (the `redis` and `lb` groups' are in fleet.py)."""
+    from hx_gateway.model.fleet import LB_KNOBS, REDIS_KNOBS  # fleet.py builds on this module
+
+    return (*GATEWAY_KNOBS, *BACKEND_KNOBS, *REDIS_KNOBS, *LB_KNOBS)
 
 
 def unknown_knob_problems(data: Mapping[str, Any], foreign: Iterable[str] = ()) -> list[str]:

@@ -149,3 +149,24 @@ class VenvPolicy(_JsonFact):
 
     def program(self, venv_root: str, policy: dict) -> Program:  # type: ignore[override]
         return HOST_VENV_CHECK, [json.dumps(policy, sort_keys=True), f"{venv_root}/current"]
+
+
+class ComponentHost(_JsonFact):
+    """What preflight needs from a Redis or HAProxy host (host_facts.component_host)."""
+
+    default = dict
+
+    def program(self, host_name: str, units: tuple[str, ...], packages: tuple[str, ...],  # type: ignore[override]
+                directories: tuple[str, ...] = ()) -> Program:
+        return host_fact("component_host", host_name, list(units), list(packages), list(directories))
+
+
+class RedisProbe(_JsonFact):
+    """From a gateway: Redis reachable, refusing a client without a password, and (reading the
+    gateway's env file on the host) letting the gateways' user in."""
+
+    default = dict
+
+    def program(self, address: str, port: int, env_file: str = "", sample: str = "") -> Program:  # type: ignore[override]
+        # `sample` only makes each reading a fact of its own, never served from pyinfra's cache.
+        return host_fact("redis_probe", address, port, env_file)

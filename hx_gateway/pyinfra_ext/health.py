@@ -13,6 +13,7 @@ import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pyinfra import host, logger
 from pyinfra.api.exceptions import NestedOperationError
@@ -80,16 +81,16 @@ def canary_command(settings: Settings, unit: str, port: int) -> str:
                      "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"])
 
 
-def reported(check: Callable[[Settings], None]) -> Callable[[Settings], None]:
+def reported(check: Callable[..., None]) -> Callable[..., None]:
     """For python.call: a ServiceUnhealthy fails the operation as one message for a person. pyinfra
     prints a traceback for any other exception from a callback; for this one (its exception for an
     operation that failed inside another) it prints the message we logged and "Error in nested
     operation"."""
 
     @functools.wraps(check)
-    def run(settings: Settings) -> None:
+    def run(settings: Settings, *args: Any) -> None:
         try:
-            check(settings)
+            check(settings, *args)
         except ServiceUnhealthy as failure:
             host.log_styled(str(failure), fg="red", log_func=logger.error)
             raise NestedOperationError(str(failure)) from None

@@ -15,6 +15,7 @@ from pyinfra.context import state
 from pyinfra.operations import files
 
 from hx_gateway.host.facts import dotenv_entries
+from hx_gateway.model.secrets import SecretText
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.fact_cache import cached_fact
 from hx_gateway.pyinfra_ext.facts import FileStates
@@ -40,19 +41,6 @@ def ensure_directory(directory: ManagedDirectory, seen: dict[str, dict | None]) 
                         group=directory.group, mode=directory.mode)
 
 
-class SecretText:
-    """A string that pyinfra may hash or label but never print."""
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<hidden>"
-
-    __str__ = __repr__
 
 
 def changed_names(current: dict[str, str], desired: dict[str, str]) -> list[str]:
@@ -88,13 +76,16 @@ def describe_change(file: ManagedFile, current: dict, desired: str) -> tuple[str
 
 
 @operation()
-def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[ManagedFile, ...] = ()):
+def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[ManagedFile, ...] = (),
+                 check: str | None = None):
     """
     Keep a file's contents, owner and mode as declared.
 
     + file: where, owner, mode, and whether the contents are secret
     + content: the declared contents (`SecretText` for a secret)
     + batch: every managed file on this host, so one fact reads them all in one round trip
+    + check: a shell command that must accept the new file before it replaces the old one (`{}` is
+      the new file's path, e.g. `haproxy -c -f {}`); if it fails the old file stays and the run fails
 
     The new file is created next to the destination with its final owner and mode before a byte is
     written, then renamed over it: never half-written, never readable by anyone it should not be.
@@ -122,6 +113,8 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
                                                 f"{private}"))
     yield StringCommand("install", "-m", file.mode, "-o", file.user, "-g", file.group, "/dev/null", temp)
     yield FileUploadCommand(BytesIO(text.encode()), temp, remote_temp_filename=f"{private}/payload")
+    if check:
+        yield StringCommand("sh", "-c", QuoteString(f"{check.format(temp)} || {{ rm -f {temp}; exit 1; }}"))
     yield StringCommand("chown", f"{file.user}:{file.group}", temp, "&&", "chmod", file.mode, temp,
                         "&&", "mv", "-f", temp, file.path, "&&", "rm", "-rf", private)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jinja2
 
+from hx_gateway.model.fleet import RedisSettings
 from hx_gateway.model.secrets import Secrets, key_digest
 from hx_gateway.model.settings import ModelAlias, Settings
 
@@ -112,14 +113,18 @@ def deployments(settings: Settings) -> list[Deployment]:
     return entries
 
 
-def render_config(settings: Settings, litellm_version: str) -> str:
+def render_config(settings: Settings, litellm_version: str, redis: RedisSettings | None = None) -> str:
+    """`redis`: the inventory's Redis host, where the router shares its state (cooldowns, load)."""
     return _env.get_template("config.yaml.j2").render(
-        s=settings, deployments=deployments(settings), litellm_version=litellm_version
+        s=settings, deployments=deployments(settings), litellm_version=litellm_version, redis=redis
     )
 
 
-def render_env(secrets: Secrets) -> str:
-    return _env.get_template("litellm.env.j2").render(master_key=secrets.master_key)
+def render_env(secrets: Secrets, redis: RedisSettings | None = None) -> str:
+    """The master key; with a Redis host, where it is and the gateways' ACL user and password (LiteLLM's
+    own REDIS_* names, which its router reads; the auth module reads the same)."""
+    return _env.get_template("litellm.env.j2").render(master_key=secrets.master_key, redis=redis,
+                                                      redis_password=secrets.redis_password)
 
 
 def ip_allow_list(settings: Settings, backend_addresses: list[str]) -> list[str]:

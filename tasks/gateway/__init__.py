@@ -15,11 +15,11 @@ from tasks.gateway import configure, install, preflight, service
 
 def gateway(plan: GatewayPlan) -> None:
     settings = plan.settings
-    facts = preflight.preflight(settings)
+    facts = preflight.preflight(settings, plan.fleet.redis)
     keep_generation(name="Keep the deployed state as a generation before changing it (first run or drift)",
                     spec=spec_of(settings), reason="before deploy")
     venv = plan.venv_for(facts)
     venv_ops = install.install(settings, facts, venv)
-    config_ops = configure.configure(settings, plan.secrets, venv.litellm_version, facts)
+    config_ops = configure.configure(settings, plan.secrets, venv.litellm_version, facts, plan.fleet.redis)
     service.service(settings, settings.workers or facts["cpus"], facts["backend_addresses"], {**venv_ops, **config_ops},
-            facts["unit"])
+                    facts["unit"], plan.fleet)

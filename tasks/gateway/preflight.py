@@ -10,12 +10,13 @@ from urllib.parse import urlsplit
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
 
+from hx_gateway.model.fleet import RedisSettings
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.announce import note_degraded
 from hx_gateway.pyinfra_ext.fact_cache import read_together
-from hx_gateway.pyinfra_ext.facts import FileStates, GatewayHost, HttpProbes
+from hx_gateway.pyinfra_ext.facts import FileStates, GatewayHost, HttpProbes, RedisProbe
 from hx_gateway.pyinfra_ext.generations import Generations, spec_of
 from hx_gateway.pyinfra_ext.operations import file_states_arguments
 from hx_gateway.pyinfra_ext.render import managed_directories, managed_files
@@ -120,12 +121,28 @@ def backend_problems(probes: dict[str, dict], allowed: set[str]) -> tuple[list[s
 
 
 @deploy("Preflight")
-def preflight(settings: Settings) -> dict:
-    """Read the gateway host and its backends; raise PreflightError listing every problem.
+def redis_problems(redis: RedisSettings, probe: dict) -> list[str]:
+    """Redis must refuse a client without a password. Not reachable yet is no refusal: this run may be
+    the one that provisions it (it is deployed before the gateways); verify proves it afterwards."""
+    where = f"Redis at {redis.address}:{redis.redis_port}"
+    if not probe.get("reachable"):
+        host.log(f"{where} does not answer from this gateway yet ({probe.get('error')}): limits stay per "
+                 f"gateway until it does (verify checks it)", logger.warning)
+        return []
+    if not probe.get("unauthenticated", "").startswith("-NOAUTH"):
+        return [f"redis: {where} answers a client without a password ({probe.get('unauthenticated')!r}): it is not "
+                f"the deploy's Redis, or its ACL was changed by hand; check the `redis` host"]
+    return []
+
+
+def preflight(settings: Settings, redis: RedisSettings | None = None) -> dict:
+    """Read the gateway host and its backends (and Redis, with a `redis` host); raise PreflightError
+    listing every problem.
 
     One round trip: the managed files and the generations are read here too, for the operations
     planned after preflight (see fact_cache)."""
-    facts, probes, _, _ = read_together(
+    redis_probe = [(RedisProbe, {"address": redis.address, "port": redis.redis_port})] if redis else []
+    facts, probes, _, _, *redis_found = read_together(
         (GatewayHost, {"bind_port": settings.bind_port, "venv_root": settings.venv_root,
                        "account": (settings.service_user, settings.service_group),
                        "directories": [d.path for d in managed_directories(settings).values()],
@@ -133,8 +150,11 @@ def preflight(settings: Settings) -> dict:
         (HttpProbes, {"requests": [{"url": f"{b}/api/version"} for b in settings.backends]}),
         (FileStates, file_states_arguments(list(managed_files(settings).values()))),
         (Generations, {"spec": spec_of(settings)}),
+        *redis_probe,
     )
     problems = identity_problems(settings, facts, host.name) + host_problems(settings, facts)
+    if redis:
+        problems += redis_problems(redis, redis_found[0])
     found, down = backend_problems(dict(zip(settings.backends, probes, strict=True)), allowed_down())
     problems += found
     if problems:
@@ -145,5 +165,6 @@ def preflight(settings: Settings) -> dict:
         host.log(f"DEGRADED run ({ALLOW_BACKENDS_DOWN_ENV}): going ahead with {', '.join(down)} down", logger.warning)
         changes.record("degraded", ", ".join(down), f"the run goes ahead with {', '.join(down)} not answering "
                        f"({ALLOW_BACKENDS_DOWN_ENV}); verify reports it as degraded until it is back")
-    facts["backend_addresses"] = sorted({a for p in probes for a in p["addresses"]})
+    # Peers the service talks to (systemd's IP allow-list, when on): the backends and Redis.
+    facts["backend_addresses"] = sorted({a for p in probes + redis_found for a in p.get("addresses", [])})
     return facts

@@ -3,24 +3,35 @@ healthy afterwards, or rolled back to the previous generation."""
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import python, systemd
 from pyinfra.operations.util import any_changed
 
+from hx_gateway.model.fleet import Fleet
 from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import changes, render
 from hx_gateway.pyinfra_ext.generations import keep_generation, spec_of
 from hx_gateway.pyinfra_ext.health import healthy_or_rolled_back, new_state_starts_or_restored
 from hx_gateway.pyinfra_ext.operations import managed_file, restart_service
+from hx_gateway.pyinfra_ext.roll import rolled_restart
 
 
-def _record_restart(settings: Settings, starts: bool, causes: dict[str, object]) -> None:
+def _record_restart(settings: Settings, starts: bool, causes: dict[str, object], fleet: Fleet) -> None:
     """For the change ticket: will this run start or restart the service, and why."""
     if starts:
         changes.record("restart", settings.service_name, "start (not running yet): no clients are served before")
         return
     why = [label for label, op in causes.items() if op.will_change]
-    if why:
+    member = fleet.member(host.name)
+    if why and fleet.lbs and member:
+        order = [m.name for m in fleet.gateways]
+        total, position = len(order), order.index(member.name) + 1
+        changes.record("restart", settings.service_name,
+                       f"rolling restart, gateway {position} of {total} (order: {', '.join(order)}): "
+                       f"drained in {len(fleet.lbs)} balancer(s) first; while it restarts {total - 1} of {total} "
+                       f"gateways serve; because {', '.join(why)} change")
+    elif why:
         changes.record("restart", settings.service_name,
                        f"one restart (a gap of about 10 s on this host, measured in the lab) because "
                        f"{', '.join(why)} change")
@@ -28,7 +39,7 @@ def _record_restart(settings: Settings, starts: bool, causes: dict[str, object])
 
 @deploy("Service")
 def service(settings: Settings, workers: int, backend_addresses: list[str],
-            restart_triggers: dict[str, object], unit_state: dict) -> None:
+            restart_triggers: dict[str, object], unit_state: dict, fleet: Fleet) -> None:
     managed = render.managed_files(settings)
     unit = managed_file(name=f"Unit {managed['unit'].path}", file=managed["unit"],
                         content=render.render_unit(settings, workers, backend_addresses),
@@ -49,9 +60,15 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
     if not (active and enabled):
         started = systemd.service(name=f"{settings.service_name} enabled and running", service=settings.service_name,
                                   running=True, enabled=True)
-    _record_restart(settings, not active, triggers)
+    _record_restart(settings, not active, triggers, fleet)
     restarted = None
-    if restarts:
+    if restarts and fleet.lbs:
+        # Behind balancers: one gateway at a time, drained first (the roll includes canary and health).
+        python.call(name=f"Rolling restart of {settings.service_name}: drain in {len(fleet.lbs)} balancer(s), "
+                         f"canary, restart, health, back in rotation; one gateway at a time",
+                    function=rolled_restart, settings=settings, fleet=fleet, _if=any_changed(*triggers.values()),
+                    _serial=True)
+    elif restarts:
         restart_needed = any_changed(*triggers.values())
         python.call(name="Canary: the new state starts on a spare port before the restart (else restore)",
                     function=new_state_starts_or_restored, settings=settings, _if=restart_needed)

@@ -10,9 +10,14 @@ hx_speedups.py, beside it).
   over the key's concurrent requests     429  with Retry-After: 1 (refused, not queued)
   the master key                         full access, no limits
 
-Client keys are stored as sha256 digests only (HX_CLIENT_KEYS_FILE). Limits are counted in one
-SQLite file under the service's RuntimeDirectory (HX_LIMITS_DB), so every worker process of the
-gateway shares them. Comparisons are constant-time.
+Client keys are stored as sha256 digests only (HX_CLIENT_KEYS_FILE). Comparisons are constant-time.
+Limits are counted where every process that serves the key sees them:
+  - with a Redis host (REDIS_HOST in the env file): in Redis, shared by every worker of every
+    gateway, each check one atomic Lua script on Redis's own clock;
+  - without one, or while Redis cannot be reached: in one SQLite file under the service's
+    RuntimeDirectory (HX_LIMITS_DB), shared by this gateway's workers. A gateway that loses Redis
+    says so in its journal, keeps enforcing its own limits, and tries Redis again every few seconds:
+    nothing restarts, no request is let in without a valid key, none gets a 500.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hmac
 import json
 import os
 import sqlite3
+import sys
 import time
 import uuid
 from typing import Any
@@ -161,11 +167,124 @@ class LimitStore:
             db.execute("ROLLBACK")
             raise
 
-    def release(self, lease_id: str) -> None:
-        self._db().execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+    def release(self, key: str, lease_id: str) -> None:
+        self._db().execute("DELETE FROM leases WHERE id = ? AND key = ?", (lease_id, key))
 
 
-STORE = LimitStore()
+RATE_SCRIPT = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - window)
+local held = redis.call('ZCARD', KEYS[1])
+local limit = tonumber(ARGV[1])
+if held >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], held - limit, held - limit, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + window - t)
+end
+redis.call('ZADD', KEYS[1], t, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+return false
+"""
+LEASE_SCRIPT = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+local lease = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], t + lease, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], math.ceil(lease * 1000) + 1000)
+return 1
+"""
+
+
+class RedisLimitStore:
+    """The same limits in Redis: a sorted set per key of request times (rpm) and of lease expiries
+    (in flight), each check one script, so two gateways never both take the last slot."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._rate = client.register_script(RATE_SCRIPT)
+        self._lease = client.register_script(LEASE_SCRIPT)
+
+    def take_request(self, key: str, rpm: int, now: float | None = None) -> float | None:
+        wait = self._rate(keys=[f"hx:rpm:{key}"], args=[rpm, WINDOW_SECONDS, uuid.uuid4().hex])
+        return None if wait is None else max(0.0, float(wait))
+
+    def acquire(self, key: str, limit: int, lease_id: str, now: float | None = None) -> bool:
+        return bool(self._lease(keys=[f"hx:lease:{key}"], args=[limit, lease_id, LEASE_SECONDS]))
+
+    def release(self, key: str, lease_id: str) -> None:
+        self.client.zrem(f"hx:lease:{key}", lease_id)
+
+
+# While Redis is unreachable a worker asks it again after this long (each failed try costs at most
+# the client's timeout once, not on every request).
+REDIS_RETRY_SECONDS = 5.0
+REDIS_TIMEOUT_SECONDS = 0.25
+
+
+class SharedLimits:
+    """Redis when it answers, this gateway's own SQLite counts while it does not (said in the journal)."""
+
+    def __init__(self, shared: Any, local: LimitStore) -> None:
+        self.shared, self.local = shared, local
+        self._retry_at = 0.0
+        self._down_since: float | None = None
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if time.monotonic() >= self._retry_at:
+            try:
+                result = getattr(self.shared, method)(*args)
+            except Exception as exc:  # redis.RedisError, OSError: never a 500 for the client
+                self._retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    _warn(f"Redis unreachable ({type(exc).__name__}: {exc}): this gateway enforces its own "
+                          f"limits until it is back (retrying every {REDIS_RETRY_SECONDS:.0f} s)")
+            else:
+                if self._down_since is not None:
+                    _warn(f"Redis is back after {time.monotonic() - self._down_since:.0f} s: limits are shared again")
+                    self._down_since = None
+                return result
+        return getattr(self.local, method)(*args)
+
+    def take_request(self, key: str, rpm: int) -> float | None:
+        return self._call("take_request", key, rpm)
+
+    def acquire(self, key: str, limit: int, lease_id: str) -> bool:
+        return self._call("acquire", key, limit, lease_id)
+
+    def release(self, key: str, lease_id: str) -> None:
+        # Wherever it was taken: a lease missing from one store costs nothing to release there.
+        self.local.release(key, lease_id)
+        if time.monotonic() >= self._retry_at:
+            try:
+                self.shared.release(key, lease_id)
+            except Exception:  # it expires by itself
+                pass
+
+
+def _warn(message: str) -> None:
+    print(f"hx_auth WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def _store() -> Any:
+    local = LimitStore()
+    if not os.environ.get("REDIS_HOST"):
+        return local
+    import redis
+
+    client = redis.Redis(host=os.environ["REDIS_HOST"], port=int(os.environ.get("REDIS_PORT", "6379")),
+                         username=os.environ.get("REDIS_USERNAME") or None,
+                         password=os.environ.get("REDIS_PASSWORD") or None,
+                         socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+    return SharedLimits(RedisLimitStore(client), local)
+
+
+STORE = _store()
 
 
 async def _requested_model(request: Request) -> str | None:
@@ -226,11 +345,12 @@ class ConcurrencyLimits(CustomLogger):
 
     def _release(self, data: dict, user_api_key_dict: UserAPIKeyAuth) -> None:
         # Only client keys hold leases: the master key's requests never touch the database.
-        if _client_of(user_api_key_dict) is None:
+        client = _client_of(user_api_key_dict)
+        if client is None:
             return
         lease_id = data.get("litellm_call_id") if isinstance(data, dict) else None
         if lease_id:
-            STORE.release(lease_id)
+            STORE.release(client.name, lease_id)
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: UserAPIKeyAuth, response: Any) -> Any:
         self._release(data, user_api_key_dict)

@@ -1,0 +1,147 @@
+"""The optional groups around the gateways: `redis` (limits and router state shared by every gateway)
+and `lb` (HAProxy in front of them), and the rules that span groups.
+
+Their knobs, with defaults, are declared in group_data/redis.py and group_data/lb.py; the gateway's in
+settings.py. Every problem names the knob (or group) and the fix, like the gateway's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from hx_gateway.model.settings import NAME_RE, Settings, _bind_host_problems, _int, _problems_for_url
+
+# Only the letters HAProxy allows in a server name (the gateway's inventory name, host part).
+SERVER_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def host_part(inventory_name: str) -> str:
+    """`@docker/hx-api` -> `hx-api`; an SSH inventory name is the host name already."""
+    return inventory_name.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    host: str  # inventory name
+    redis_port: int
+    redis_bind_address: str | None
+    redis_user: str
+    redis_maxmemory_mb: int
+
+    @property
+    def address(self) -> str:
+        """Where the gateways connect: the bound address when set, else the host's name."""
+        return self.redis_bind_address or host_part(self.host)
+
+
+@dataclass(frozen=True)
+class LbSettings:
+    host: str  # inventory name
+    lb_bind_host: str
+    lb_port: int
+    lb_url: str
+    lb_check_interval: int
+    lb_idle_timeout: int
+
+
+@dataclass(frozen=True)
+class Member:
+    """A gateway as a balancer sees it: its server name, where it listens, how long it drains."""
+
+    name: str
+    address: str
+    port: int
+    drain_timeout: int
+
+    @classmethod
+    def of(cls, inventory_name: str, settings: Settings) -> Member:
+        url = urlsplit(settings.gateway_url)
+        return cls(SERVER_NAME_UNSAFE.sub("_", host_part(inventory_name)), url.hostname or "",
+                   url.port or settings.bind_port, settings.drain_timeout)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What every host's plan knows of the others (no secret here: those are in Secrets)."""
+
+    redis: RedisSettings | None = None
+    lbs: tuple[LbSettings, ...] = ()
+    gateways: tuple[Member, ...] = ()
+
+    def member(self, inventory_name: str) -> Member | None:
+        name = SERVER_NAME_UNSAFE.sub("_", host_part(inventory_name))
+        return next((m for m in self.gateways if m.name == name), None)
+
+
+REDIS_KNOBS = tuple(f.name for f in fields(RedisSettings) if f.name != "host")
+LB_KNOBS = tuple(f.name for f in fields(LbSettings) if f.name != "host")
+
+
+def _missing(data: Mapping[str, Any], knobs: Sequence[str], group: str) -> list[str]:
+    return [f"{name}: missing from the host data; group_data/{group}.py declares it with its default: run pyinfra "
+            f"from the repository (or pass its group_data/)" for name in knobs if name not in data]
+
+
+def load_redis(name: str, data: Mapping[str, Any]) -> tuple[RedisSettings | None, list[str]]:
+    problems = _missing(data, REDIS_KNOBS, "redis")
+    if problems:
+        return None, problems
+    bind = data["redis_bind_address"]
+    if bind is not None:
+        problems += [p.replace("bind_host", "redis_bind_address", 1) for p in _bind_host_problems(bind)]
+        if not problems and ipaddress.ip_address(bind).is_unspecified:
+            problems.append(f"redis_bind_address: {bind!r} would listen on every address; name one private "
+                            f"address of the Redis host, or None for the address its inventory name resolves to")
+    user = data["redis_user"]
+    if not isinstance(user, str) or not NAME_RE.match(user) or user == "default":
+        problems.append(f"redis_user: {user!r} is not a usable ACL user; use letters, digits, '.', '_' or '-' "
+                        f"(not `default`, which the deploy switches off)")
+    settings = RedisSettings(name, _int(data, "redis_port", 1, 65535, problems), bind, str(user),
+                             _int(data, "redis_maxmemory_mb", 16, 1048576, problems))
+    return settings, problems
+
+
+def load_lb(name: str, data: Mapping[str, Any]) -> tuple[LbSettings | None, list[str]]:
+    problems = _missing(data, LB_KNOBS, "lb")
+    if problems:
+        return None, problems
+    problems += [p.replace("bind_host", "lb_bind_host", 1) for p in _bind_host_problems(data["lb_bind_host"])]
+    port = _int(data, "lb_port", 1, 65535, problems)
+    url = data["lb_url"] or f"http://{host_part(name)}:{port}"
+    problems += _problems_for_url(url, "lb_url")
+    settings = LbSettings(name, str(data["lb_bind_host"]), port, str(url).rstrip("/"),
+                          _int(data, "lb_check_interval", 1, 60, problems),
+                          _int(data, "lb_idle_timeout", 5, 86400, problems))
+    return settings, problems
+
+
+def fleet_problems(redis_hosts: Sequence[str], lb_hosts: Sequence[str], gateway_hosts: Sequence[str],
+                   gateways: Mapping[str, Settings], lbs: Sequence[LbSettings]) -> list[str]:
+    """The rules that span groups (`gateways`: the gateways whose own settings are valid)."""
+    problems = []
+    if len(redis_hosts) > 1:
+        problems.append(f"redis: {len(redis_hosts)} hosts ({', '.join(redis_hosts)}); the deploy runs one Redis "
+                        f"for the whole service: keep one host in the `redis` group")
+    if redis_hosts and not gateway_hosts:
+        problems.append("redis: no gateways use it; add hosts to the `litellm` group or remove the `redis` group")
+    if lb_hosts and not gateway_hosts:
+        problems.append("lb: no gateways to balance; add hosts to the `litellm` group or remove the `lb` group")
+    for name, settings in gateways.items() if lb_hosts else ():
+        address = urlsplit(settings.gateway_url).hostname or ""
+        if ipaddress.ip_address(settings.bind_host).is_loopback or address in ("localhost", "127.0.0.1", "::1"):
+            problems.append(f"{name}: bind_host {settings.bind_host} / gateway_url {settings.gateway_url} is "
+                            f"loopback, which a balancer on another host cannot reach; bind the gateway to "
+                            f"an address the `lb` hosts reach (e.g. 0.0.0.0) and name it in gateway_url")
+    for lb in lbs:
+        for name, settings in gateways.items():
+            longest = settings.request_timeout * (settings.num_retries + 1)
+            if lb.lb_idle_timeout < longest:
+                problems.append(f"{lb.host}: lb_idle_timeout {lb.lb_idle_timeout} s is shorter than a request "
+                                f"{name} may take (request_timeout x (num_retries + 1) = {longest} s); HAProxy would "
+                                f"cut it: set lb_idle_timeout to at least {longest}")
+    return problems

@@ -1,0 +1,58 @@
+"""What the components around the gateway share: read a host in one round trip (refusing a host
+pyinfra cannot read), and restart a unit only when a file it reads changed, then prove it is back."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.facts.server import Which
+from pyinfra.operations import server, systemd
+from pyinfra.operations.util import any_changed
+
+from hx_gateway.model.refusal import Refusal
+from hx_gateway.pyinfra_ext.fact_cache import read_together
+from hx_gateway.pyinfra_ext.facts import ComponentHost, FileStates
+from hx_gateway.pyinfra_ext.operations import file_states_arguments, restart_service
+from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile
+
+
+class ComponentPreflightError(Refusal):
+    pass
+
+
+def read_component_host(component: str, name: str, unit: str, package: str, files: list[ManagedFile],
+                        directories: tuple[ManagedDirectory, ...] = ()) -> dict:
+    """The host's addresses, what `name` resolves to there, the unit and the package; the managed
+    files' states are kept for the operations planned after (one round trip)."""
+    if not host.get_fact(Which, command="python3"):
+        raise ComponentPreflightError(f"preflight failed on {host.name} ({component}); nothing was changed:\n"
+                                      f"  - python3 is missing: the deploy reads hosts with it; install it once "
+                                      f"(apt-get install python3-minimal) and run again")
+    facts, _ = read_together((ComponentHost, {"host_name": name, "units": (unit,), "packages": (package,),
+                                              "directories": tuple(d.path for d in directories)}),
+                             (FileStates, file_states_arguments(files)))
+    return facts
+
+
+def refuse(component: str, problems: list[str]) -> None:
+    if problems:
+        raise ComponentPreflightError(f"preflight failed on {host.name} ({component}); nothing was changed:\n"
+                                      + "\n".join(f"  - {p}" for p in problems))
+
+
+def activate(unit: str, state: dict, changed: list, reload: bool, check: str, check_name: str) -> None:
+    """Running and enabled; after a change of what it reads, reloaded (`reload`) or restarted, then
+    `check` (a shell command) must pass. Only what will run is planned (decided from the facts)."""
+    active, enabled = bool(state.get("active")), bool(state.get("enabled"))
+    if not (active and enabled):
+        started = systemd.service(name=f"{unit} enabled and running", service=unit, running=True, enabled=True)
+        server.shell(name=check_name, commands=[check], _if=started.did_change)
+    if active and any(op.will_change for op in changed):
+        verb = "Reload" if reload else "Restart"
+        if reload:
+            done = systemd.service(name=f"{verb} {unit} (its configuration changed)", service=unit, reloaded=True,
+                                   _if=any_changed(*changed))
+        else:
+            done = restart_service(name=f"{verb} {unit} (its configuration changed)", service=unit,
+                                   _if=any_changed(*changed))
+        server.shell(name=check_name, commands=[check], _if=done.did_change)
+

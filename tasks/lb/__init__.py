@@ -1,0 +1,73 @@
+"""The balancer component (group `lb`, one or more hosts): HAProxy in front of every gateway.
+
+preflight (facts only) -> install (the OS package) -> configure (haproxy.cfg rendered from the
+inventory, checked by `haproxy -c` before it replaces the old one) -> activate (a reload, which
+keeps every connection, only when it changed; then every gateway must be UP). The rolling restart
+of the gateways drains them here through the runtime API (hx_gateway/pyinfra_ext/roll.py).
+Knobs: group_data/lb.py, typed in hx_gateway/model/fleet.py; template: templates/lb/.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+import jinja2
+from pyinfra.api import deploy
+from pyinfra.operations import apt
+
+from hx_gateway.host import haproxy as host_haproxy
+from hx_gateway.model.fleet import Fleet, LbSettings, host_part
+from hx_gateway.model.plan import LbPlan
+from hx_gateway.pyinfra_ext.facts import shell_command
+from hx_gateway.pyinfra_ext.operations import managed_file
+from hx_gateway.pyinfra_ext.render import ManagedFile
+from tasks.component import activate, read_component_host
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "lb"
+PACKAGE = "haproxy"
+UNIT = "haproxy.service"
+BACKEND = "litellm_gateways"
+SOCKET = "/run/haproxy/admin.sock"
+CONFIG = ManagedFile("/etc/haproxy/haproxy.cfg", "root", "haproxy", "640")
+HOST_HAPROXY = Path(host_haproxy.__file__).read_text()
+
+
+def host_port(address: str, port: int) -> str:
+    try:
+        return f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
+    except ValueError:  # a name
+        return f"{address}:{port}"
+
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                          keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+_env.filters["host_port"] = host_port
+
+
+def render_config(settings: LbSettings, fleet: Fleet) -> str:
+    return _env.get_template("haproxy.cfg.j2").render(
+        lb=settings, members=fleet.gateways, backend=BACKEND, socket=SOCKET,
+        bind=host_port(settings.lb_bind_host, settings.lb_port))
+
+
+def runtime_command(command: str, *args: object) -> str:
+    """A runtime API call on the balancer host (hx_gateway/host/haproxy.py), as a shell command."""
+    return shell_command((HOST_HAPROXY, [command, json.dumps([SOCKET, BACKEND, *args])]))
+
+
+def every_gateway_up(fleet: Fleet, timeout: int = 60) -> str:
+    """A shell check: every gateway UP in this balancer within `timeout` s."""
+    return runtime_command("all_up", [m.name for m in fleet.gateways], timeout)
+
+
+@deploy("Load balancer")
+def lb(plan: LbPlan) -> None:
+    facts = read_component_host("lb", host_part(plan.settings.host), UNIT, PACKAGE, [CONFIG])
+    if not facts["versions"][PACKAGE]:
+        apt.packages(name="Install haproxy (OS package)", packages=[PACKAGE], update=True)
+    config = managed_file(name=f"HAProxy {CONFIG.path}", file=CONFIG, content=render_config(plan.settings, plan.fleet),
+                          batch=(CONFIG,), check="haproxy -c -q -f {}")
+    activate(UNIT, facts["units"][UNIT], [config], reload=True, check=every_gateway_up(plan.fleet),
+             check_name="Every gateway is UP in HAProxy")

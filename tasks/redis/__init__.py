@@ -1,0 +1,94 @@
+"""The Redis component (group `redis`, one host): the gateways' shared limits and router state.
+
+preflight (facts only: the address to bind, the package) -> install (the OS package) -> configure
+(redis.conf checked by redis-server itself before it replaces the old one, the ACL file with the
+gateways' user, a hardening drop-in) -> activate (restart only when one of them changed, then Redis
+must answer and refuse a client without a password). Knobs: group_data/redis.py, typed in
+hx_gateway/model/fleet.py; templates: templates/redis/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from pathlib import Path
+
+import jinja2
+from pyinfra.api import deploy
+from pyinfra.operations import apt, systemd
+
+from hx_gateway.model.fleet import RedisSettings, host_part
+from hx_gateway.model.plan import RedisPlan
+from hx_gateway.model.secrets import SecretText
+from hx_gateway.pyinfra_ext.operations import ensure_directory, managed_file
+from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile
+from tasks.component import activate, read_component_host, refuse
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "redis"
+PACKAGE = "redis-server"
+UNIT = "redis-server.service"
+DROPIN_DIR = f"/etc/systemd/system/{UNIT}.d"
+DROPIN = ManagedDirectory(DROPIN_DIR, "root", "root", "755")
+FILES = {
+    "acl": ManagedFile("/etc/redis/users.acl", "root", "redis", "640", secret=True),
+    "conf": ManagedFile("/etc/redis/redis.conf", "root", "redis", "640"),
+    "hardening": ManagedFile(f"{DROPIN_DIR}/hx-hardening.conf", "root", "root", "644"),
+}
+# redis-server has no "check the config" flag: start the candidate with no TCP port and no
+# persistence for 2 s. A bad file makes it exit at once (exit 1, its reason on stderr); a good one
+# is still running when `timeout` stops it (124).
+CHECK = ("out=$(timeout 2 redis-server {} --port 0 --save '' --appendonly no --daemonize no --supervised no "
+         "--logfile '' 2>&1); [ $? -eq 124 ] || { echo \"$out\" | tail -5 >&2; false; }")
+ANSWERS = ("for i in $(seq 1 50); do r=$(redis-cli -h 127.0.0.1 -p {port} ping 2>&1); "
+           "case \"$r\" in *NOAUTH*) exit 0;; esac; sleep 0.2; done; "
+           "echo \"Redis does not answer with NOAUTH on port {port} (got: $r)\" >&2; "
+           "journalctl -u redis-server -n 20 --no-pager >&2; exit 1")
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                          keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def bind_address(settings: RedisSettings, facts: dict) -> tuple[str, list[str]]:
+    """The knob, or the address the host's inventory name resolves to on it; it must be the host's own
+    and not loopback (the gateways are elsewhere)."""
+    wanted = settings.redis_bind_address
+    candidates = [wanted] if wanted else [a for a in facts["resolves"] if not ipaddress.ip_address(a).is_loopback]
+    owned = [a for a in candidates if a in facts["addresses"]]
+    if owned:
+        return owned[0], []
+    if wanted:
+        return "", [f"redis_bind_address: {wanted} is not an address of this host (it has "
+                    f"{', '.join(facts['addresses'])}); name one of them"]
+    return "", [f"redis_bind_address: None, and {host_part(settings.host)} resolves here to "
+                f"{', '.join(facts['resolves']) or 'nothing'}, not to one of this host's addresses "
+                f"({', '.join(facts['addresses'])}); set redis_bind_address to the private address the gateways reach"]
+
+
+def render(name: str, **values: object) -> str:
+    return _env.get_template(name).render(**values)
+
+
+@deploy("Redis")
+def redis(plan: RedisPlan) -> None:
+    settings = plan.settings
+    facts = read_component_host("redis", host_part(settings.host), UNIT, PACKAGE, list(FILES.values()), (DROPIN,))
+    address, problems = bind_address(settings, facts)
+    refuse("redis", problems)
+    if not facts["versions"][PACKAGE]:
+        apt.packages(name="Install redis-server (OS package)", packages=[PACKAGE], update=True)
+    digest = hashlib.sha256(plan.password.reveal().encode()).hexdigest()
+    contents = {
+        "acl": SecretText(render("users.acl.j2", r=settings, password_sha256=digest)),
+        "conf": render("redis.conf.j2", r=settings, bind_address=address, acl_path=FILES["acl"].path),
+        "hardening": render("hardening.conf.j2"),
+    }
+    batch = tuple(FILES.values())
+    ensure_directory(DROPIN, facts["directories"])
+    ops = {key: managed_file(name=f"Redis {file.path}" + (" (contents hidden)" if file.secret else ""), file=file,
+                             content=contents[key], batch=batch, check=CHECK if key == "conf" else None)
+           for key, file in FILES.items()}
+    if ops["hardening"].will_change:
+        systemd.daemon_reload(name="systemd daemon-reload (Redis hardening changed)", _if=ops["hardening"].did_change)
+    activate(UNIT, facts["units"][UNIT], list(ops.values()), reload=False,
+             check=ANSWERS.format(port=settings.redis_port), check_name="Redis answers and refuses a client without "
+                                                                        "a password")
