@@ -11,3 +11,6 @@ redis_user = "hx-gateway"
 # Memory cap. The policy is fixed to noeviction: a full Redis refuses writes (the gateways log it and
 # fall back to their own limits) instead of silently evicting a client's request counts.
 redis_maxmemory_mb = 256
+# systemd's PrivateUsers= for Redis (the Debian unit turns it on). False only where the kernel or a
+# container gives systemd no user namespaces: the unit then fails with status=217/USER (the Docker lab).
+redis_private_users = True

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hx_gateway.model.plan import gateway_plan
+from hx_gateway.model.plan import run_plans
 from hx_gateway.model.settings import SettingsError
 from hx_gateway.proof.checks import VALIDATION_PLAN
 from hx_gateway.proof.redaction import redact, redact_keys
@@ -51,13 +51,11 @@ def scope_of(inventory: str) -> tuple[dict[str, list[str]], list[str]]:
     """Hosts with their groups, and every secret value the deploy would use (to redact, defence in depth)."""
     state = load_inventory(inventory)
     hosts = {h.name: sorted(set(h.groups)) for h in state.inventory}
-    secrets: list[str] = []
-    for host in state.inventory.get_group("litellm", []):
-        try:
-            secrets += gateway_plan(host.data.dict(), host.name).secrets.all_values()
-        except SettingsError:
-            pass  # the dry run itself reports it
-    return hosts, secrets
+    try:
+        plans = run_plans(state)
+    except SettingsError:
+        return hosts, []  # the dry run itself reports it
+    return hosts, [v for plan in plans.values() if plan.gateway for v in plan.gateway.secrets.all_values()]
 
 
 def rollback_plan(records: list[dict], inventory: str) -> str:

@@ -10,6 +10,7 @@ check and the fix.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -21,12 +22,22 @@ from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
 from hx_gateway import lock
-from hx_gateway.model.plan import GatewayPlan, gateway_plan
+from hx_gateway.model.plan import GatewayPlan, run_plans
 from hx_gateway.patches import ssh_stalls
 from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.proof.evidence import overall, print_outputs, write_evidence
+from hx_gateway.proof.fleet import balancer_checks, balancer_client_checks, redis_checks
 from hx_gateway.pyinfra_ext.fact_cache import read_together
-from hx_gateway.pyinfra_ext.facts import GatewayHost, HttpProbes, Listeners, PeerConnections, VenvLitellm, VenvPolicy
+from hx_gateway.pyinfra_ext.facts import (
+    GatewayHost,
+    HttpProbes,
+    Listeners,
+    PeerConnections,
+    RedisProbe,
+    VenvLitellm,
+    VenvPolicy,
+)
+from hx_gateway.pyinfra_ext.remote import run_as_root
 
 EXIT_CODES = {"healthy": 0, "failed": 1, "degraded": 2}
 
@@ -93,25 +104,55 @@ def verify_backends(state: State, settings) -> list[Check]:
             for c in verify_backend(host, settings.backends, settings.backend_models())]
 
 
+def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list[Check]:
+    """Redis from every gateway, every gateway in every balancer, clients through the balancers."""
+    from tasks.lb import runtime_command  # the balancer component owns its socket and backend names
+
+    if not gateways:
+        return []
+    checks: list[Check] = []
+    fleet, secrets = gateways[0][1].fleet, gateways[0][1].secrets
+    for gateway, plan in gateways if fleet.redis else ():
+        ctx_host.set(gateway)
+        probe = gateway.get_fact(RedisProbe, address=fleet.redis.address, port=fleet.redis.redis_port,
+                                 env_file=plan.settings.path("litellm.env"), sample=os.urandom(4).hex())
+        checks += redis_checks(gateway.name, fleet.redis, probe)
+    for lb in fleet.lbs:
+        lb_host = state.inventory.get_host(lb.host)
+        ctx_host.set(lb_host)
+
+        def servers(on: Host = lb_host) -> dict:
+            ok, output = run_as_root(runtime_command("servers"), on=on)
+            return json.loads("\n".join(output.stdout_lines)) if ok else {}
+
+        checks += balancer_checks(lb, fleet, servers())
+        checks += balancer_client_checks(lb, fleet, secrets,
+                                         lambda: {name: s["total"] for name, s in servers().items()})
+    return checks
+
+
 def prove(inventory: str, evidence_dir: str, action: str = "verification",
           before_checks: Callable[[Host, GatewayPlan], list[Check]] | None = None) -> int:
-    """Check every gateway (after `before_checks`, e.g. a rollback) and backend, write the evidence
-    bundle, print the outputs; the exit code says whether every check passed."""
+    """Check every gateway (after `before_checks`, e.g. a rollback), backend and the components around
+    them, write the evidence bundle, print the outputs; the exit code says whether every check passed."""
     state = load_state(inventory)
     checks: list[Check] = []
-    plans = []
+    gateways: list[tuple[Host, GatewayPlan]] = []
     try:
+        host_plans = run_plans(state)
         for gateway in state.inventory.get_group("litellm", []):
-            plan = gateway_plan(gateway.data.dict(), gateway.name)
-            plans.append(plan)
+            plan = host_plans[gateway.name].gateway
+            gateways.append((gateway, plan))
             ctx_host.set(gateway)  # commands outside operations run on this host
             if before_checks:
                 checks += before_checks(gateway, plan)
             checks += verify_gateway(state, gateway, plan)
-        if plans:
-            checks += verify_backends(state, plans[0].settings)
+        if gateways:
+            checks += verify_backends(state, gateways[0][1].settings)
+        checks += verify_fleet(state, gateways)
     finally:
         disconnect_all(state)
+    plans = [plan for _, plan in gateways]
     secrets = [v for p in plans for v in p.secrets.all_values()]
     bundle = write_evidence(Path(evidence_dir), checks, [p.settings for p in plans], secrets, action=action)
     print_outputs(checks, [p.settings for p in plans], bundle)

@@ -1,4 +1,5 @@
-"""`./hx lab`: bring the lab up, deploy the gateway into it, and prove it (the README's first command).
+"""`./hx lab [--fleet]`: bring the lab up, deploy into it, and prove it (the README's first command).
+With --fleet the lab is the whole service: hx-redis and hx-lb in front of two gateways.
 
 Secrets: HX_MASTER_KEY / HX_CLIENT_KEY_* from the environment, else a lab secrets file generated
 once at ~/.config/hx-gateway/lab-secrets.env (mode 0600, outside the repository).
@@ -19,19 +20,27 @@ LAB_SECRETS = Path("~/.config/hx-gateway/lab-secrets.env").expanduser()
 INVENTORY = "lab/inventory.py"
 
 
+LAB_SECRET_NAMES = ("HX_MASTER_KEY", "HX_CLIENT_KEY_OPEN_WEBUI", "HX_REDIS_PASSWORD")
+
+
 def ensure_lab_secrets(path: Path = LAB_SECRETS) -> Path:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"HX_MASTER_KEY=sk-{secrets.token_urlsafe(32)}\n")
-            fh.write(f"HX_CLIENT_KEY_OPEN_WEBUI=sk-{secrets.token_urlsafe(32)}\n")
+    """Every secret the lab needs, generated once (a file from an earlier lab gets the new ones added)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "r+") as fh:
+        present = {line.partition("=")[0] for line in fh.read().splitlines()}
+        for name in LAB_SECRET_NAMES:
+            if name not in present:
+                fh.write(f"{name}=sk-{secrets.token_urlsafe(32)}\n")
     return path
 
 
 def main(argv: list[str]) -> int:
-    Lab.from_env().up()
     env = dict(os.environ)
+    if "--fleet" in argv:  # the whole service: hx-redis, hx-lb, two gateways
+        argv = [a for a in argv if a != "--fleet"]
+        env["HX_LAB_FLEET"] = os.environ["HX_LAB_FLEET"] = "1"
+    Lab.from_env().up()
     if "HX_MASTER_KEY" not in env:
         env.setdefault("HX_SECRETS_FILE", str(ensure_lab_secrets()))
     bin_dir = Path(sys.executable).parent

@@ -78,7 +78,7 @@ def docker(*args: str, check: bool = True, capture: bool = True, stdin: bytes | 
 @dataclass(frozen=True)
 class LabHost:
     name: str
-    role: str  # "gateway" or "backend"
+    role: str  # "gateway", "backend", "redis" or "lb"
     suite: str = "bookworm"  # the Debian release the container runs
 
 
@@ -90,13 +90,17 @@ class Lab:
     recipe: Recipe = field(default_factory=Recipe)
     # Debian release per gateway, in order (a mixed fleet); gateways beyond the list run recipe.suite.
     gateway_suites: tuple[str, ...] = ()
+    # The whole service: a Redis host and a balancer in front of (at least two) gateways.
+    fleet: bool = False
 
     @classmethod
     def from_env(cls) -> Lab:
-        """HX_LAB_GATEWAYS (count) and HX_LAB_GATEWAY_SUITES (e.g. "bookworm,trixie": a mixed fleet)."""
+        """HX_LAB_GATEWAYS (count), HX_LAB_GATEWAY_SUITES (e.g. "bookworm,trixie": a mixed fleet) and
+        HX_LAB_FLEET=1 (hx-redis and hx-lb in front of at least two gateways)."""
         suites = tuple(s for s in os.environ.get("HX_LAB_GATEWAY_SUITES", "").split(",") if s)
-        count = max(int(os.environ.get("HX_LAB_GATEWAYS", "1")), len(suites))
-        return cls(gateways=count, gateway_suites=suites)
+        fleet = os.environ.get("HX_LAB_FLEET") == "1"
+        count = max(int(os.environ.get("HX_LAB_GATEWAYS", "1")), len(suites), 2 if fleet else 1)
+        return cls(gateways=count, gateway_suites=suites, fleet=fleet)
 
     @property
     def network(self) -> str:
@@ -107,7 +111,8 @@ class Lab:
         gateways = [LabHost("hx-api" if i == 1 else f"hx-api{i}", "gateway", suites[i - 1])
                     for i in range(1, self.gateways + 1)]
         backends = [LabHost(f"hx-llm{i:02d}", "backend", self.recipe.suite) for i in range(1, self.backends + 1)]
-        return gateways + backends
+        service = [LabHost("hx-redis", "redis", self.recipe.suite), LabHost("hx-lb", "lb", self.recipe.suite)]
+        return gateways + backends + (service if self.fleet else [])
 
     # -- lifecycle -------------------------------------------------------------------------
     def up(self) -> None:
@@ -247,12 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "status", "down"))
     parser.add_argument("--gateways", type=int, help="default: HX_LAB_GATEWAYS, or 1")
     parser.add_argument("--suites", help="Debian release per gateway, e.g. bookworm,trixie (HX_LAB_GATEWAY_SUITES)")
+    parser.add_argument("--fleet", action="store_true", help="hx-redis and hx-lb too, 2+ gateways (HX_LAB_FLEET=1)")
     parser.add_argument("--name", default=DEFAULT_NAME)
     args = parser.parse_args(argv)
     lab = Lab.from_env()
     suites = tuple(s for s in (args.suites or "").split(",") if s) or lab.gateway_suites
-    lab = replace(lab, name=args.name, gateway_suites=suites,
-                  gateways=max(args.gateways or lab.gateways, len(suites)))
+    fleet = args.fleet or lab.fleet
+    lab = replace(lab, name=args.name, gateway_suites=suites, fleet=fleet,
+                  gateways=max(args.gateways or lab.gateways, len(suites), 2 if fleet else 1))
     if args.command == "up":
         started = time.monotonic()
         lab.up()

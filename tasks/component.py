@@ -39,9 +39,17 @@ def refuse(component: str, problems: list[str]) -> None:
                                       + "\n".join(f"  - {p}" for p in problems))
 
 
-def activate(unit: str, state: dict, changed: list, reload: bool, check: str, check_name: str) -> None:
+def activate(unit: str, state: dict, changed: list, reload: bool, check: str, check_name: str,
+             installed_now: bool) -> None:
     """Running and enabled; after a change of what it reads, reloaded (`reload`) or restarted, then
-    `check` (a shell command) must pass. Only what will run is planned (decided from the facts)."""
+    `check` (a shell command) must pass. Only what will run is planned (decided from the facts).
+    `installed_now`: the package is installed in this run, and Debian starts it with its own
+    configuration: restart it once ours is written."""
+    if installed_now:
+        restarted = systemd.service(name=f"{unit} enabled and restarted on its new configuration", service=unit,
+                                    running=True, enabled=True, restarted=True)
+        server.shell(name=check_name, commands=[check], _if=restarted.did_change)
+        return
     active, enabled = bool(state.get("active")), bool(state.get("enabled"))
     if not (active and enabled):
         started = systemd.service(name=f"{unit} enabled and running", service=unit, running=True, enabled=True)

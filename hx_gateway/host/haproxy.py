@@ -4,10 +4,11 @@ Runs on the `lb` host as root, `python3 -I -S haproxy.py COMMAND JSON_ARGS`, sta
 sent as this file's text (hx_gateway/pyinfra_ext/roll.py and verify use it). It talks to the local
 stats socket (`stats socket ... level admin` in templates/lb/haproxy.cfg.j2), never over the network.
 
-    servers SOCKET BACKEND                       {server: {"status", "sessions", "admin"}}
+    servers SOCKET BACKEND                       {server: {"status", "sessions", "total", "admin"}}
     drain SOCKET BACKEND SERVER TIMEOUT          no new requests; wait (bounded) for the in-flight ones
     ready SOCKET BACKEND SERVER TIMEOUT          take requests again, once its health check says UP
     all_up SOCKET BACKEND [SERVER...] TIMEOUT    every named server UP (bounded wait)
+    listed SOCKET BACKEND [SERVER...]            the running configuration lists every named server
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def parse_stat(text: str, backend: str) -> dict[str, dict[str, Any]]:
     """`show stat` is CSV whose header line starts with "# "; fields are read by name."""
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
     return {row["svname"]: {"status": row["status"], "sessions": int(row["scur"] or 0),
-                            "admin": row["status"].startswith(("DRAIN", "MAINT"))}
+                            "total": int(row["stot"] or 0), "admin": row["status"].startswith(("DRAIN", "MAINT"))}
             for row in rows if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND")}
 
 
@@ -84,7 +85,16 @@ def all_up(socket_path: str, backend: str, names: list[str], timeout: float) -> 
         time.sleep(POLL_SECONDS)
 
 
-COMMANDS = {"servers": servers, "drain": drain, "ready": ready, "all_up": all_up}
+def listed(socket_path: str, backend: str, names: list[str]) -> dict[str, Any]:
+    """HAProxy runs the deploy's configuration: the gateways' backend lists every named server."""
+    try:
+        found = servers(socket_path, backend)
+    except OSError as exc:
+        return {"ok": False, "error": f"runtime API at {socket_path}: {exc}"}
+    return {"ok": all(name in found for name in names), "servers": found}
+
+
+COMMANDS = {"servers": servers, "drain": drain, "ready": ready, "all_up": all_up, "listed": listed}
 
 
 def main(argv: list[str]) -> int:

@@ -32,6 +32,7 @@ class RedisSettings:
     redis_bind_address: str | None
     redis_user: str
     redis_maxmemory_mb: int
+    redis_private_users: bool
 
     @property
     def address(self) -> str:
@@ -101,8 +102,11 @@ def load_redis(name: str, data: Mapping[str, Any]) -> tuple[RedisSettings | None
     if not isinstance(user, str) or not NAME_RE.match(user) or user == "default":
         problems.append(f"redis_user: {user!r} is not a usable ACL user; use letters, digits, '.', '_' or '-' "
                         f"(not `default`, which the deploy switches off)")
+    private_users = data["redis_private_users"]
+    if not isinstance(private_users, bool):
+        problems.append(f"redis_private_users: {private_users!r} must be True or False")
     settings = RedisSettings(name, _int(data, "redis_port", 1, 65535, problems), bind, str(user),
-                             _int(data, "redis_maxmemory_mb", 16, 1048576, problems))
+                             _int(data, "redis_maxmemory_mb", 16, 1048576, problems), bool(private_users))
     return settings, problems
 
 

@@ -88,9 +88,9 @@ def reported(check: Callable[..., None]) -> Callable[..., None]:
     operation"."""
 
     @functools.wraps(check)
-    def run(settings: Settings, *args: Any) -> None:
+    def run(settings: Settings, *args: Any, **kwargs: Any) -> None:
         try:
-            check(settings, *args)
+            check(settings, *args, **kwargs)
         except ServiceUnhealthy as failure:
             host.log_styled(str(failure), fg="red", log_func=logger.error)
             raise NestedOperationError(str(failure)) from None

@@ -114,7 +114,7 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
     yield StringCommand("install", "-m", file.mode, "-o", file.user, "-g", file.group, "/dev/null", temp)
     yield FileUploadCommand(BytesIO(text.encode()), temp, remote_temp_filename=f"{private}/payload")
     if check:
-        yield StringCommand("sh", "-c", QuoteString(f"{check.format(temp)} || {{ rm -f {temp}; exit 1; }}"))
+        yield StringCommand("sh", "-c", QuoteString(f"{check.replace('{}', temp)} || {{ rm -f {temp}; exit 1; }}"))
     yield StringCommand("chown", f"{file.user}:{file.group}", temp, "&&", "chmod", file.mode, temp,
                         "&&", "mv", "-f", temp, file.path, "&&", "rm", "-rf", private)
 

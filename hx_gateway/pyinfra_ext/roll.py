@@ -43,12 +43,14 @@ def balancer_call(lb_name: str, command: str, *args: object) -> dict:
 
 
 def _set_everywhere(fleet: Fleet, command: str, server: str, timeout: float) -> list[str]:
-    """drain or ready on every balancer; the problems, by balancer."""
+    """drain or ready on every balancer; the problems, by balancer. A balancer that does not know the
+    gateway yet (its configuration comes later in this run, or HAProxy is not installed yet) is
+    skipped with a warning: it sends the gateway nothing until its own health checks pass."""
     problems = []
     for lb in fleet.lbs:
         answer = balancer_call(lb.host, command, server, timeout)
         if "error" in answer:
-            problems.append(f"{lb.host}: {answer['error']}")
+            host.log(f"{lb.host} cannot {command} {server} ({answer['error']}): skipped", logger.warning)
         elif answer.get("waited") is False:
             what = ("requests still in flight" if command == "drain" else f"status {answer.get('status')}")
             problems.append(f"{lb.host}: after {timeout:.0f} s, {what}")

@@ -34,11 +34,12 @@ FILES = {
     "conf": ManagedFile("/etc/redis/redis.conf", "root", "redis", "640"),
     "hardening": ManagedFile(f"{DROPIN_DIR}/hx-hardening.conf", "root", "root", "644"),
 }
-# redis-server has no "check the config" flag: start the candidate with no TCP port and no
-# persistence for 2 s. A bad file makes it exit at once (exit 1, its reason on stderr); a good one
-# is still running when `timeout` stops it (124).
-CHECK = ("out=$(timeout 2 redis-server {} --port 0 --save '' --appendonly no --daemonize no --supervised no "
-         "--logfile '' 2>&1); [ $? -eq 124 ] || { echo \"$out\" | tail -5 >&2; false; }")
+# redis-server has no "check the config" flag: start the candidate for 2 s on a socket of its own in
+# a scratch directory (no TCP port, no persistence, never the data directory). A bad file makes it
+# exit at once (exit 1, its reason on stderr); a good one is still running when `timeout` stops it (124).
+CHECK = ("d=$(mktemp -d) && out=$(timeout 2 redis-server {} --port 0 --unixsocket \"$d/check.sock\" --dir \"$d\" "
+         "--save '' --appendonly no --daemonize no --supervised no --logfile '' 2>&1); rc=$?; rm -rf \"$d\"; "
+         "[ $rc -eq 124 ] || { echo \"$out\" | tail -5 >&2; false; }")
 ANSWERS = ("for i in $(seq 1 50); do r=$(redis-cli -h 127.0.0.1 -p {port} ping 2>&1); "
            "case \"$r\" in *NOAUTH*) exit 0;; esac; sleep 0.2; done; "
            "echo \"Redis does not answer with NOAUTH on port {port} (got: $r)\" >&2; "
@@ -80,7 +81,7 @@ def redis(plan: RedisPlan) -> None:
     contents = {
         "acl": SecretText(render("users.acl.j2", r=settings, password_sha256=digest)),
         "conf": render("redis.conf.j2", r=settings, bind_address=address, acl_path=FILES["acl"].path),
-        "hardening": render("hardening.conf.j2"),
+        "hardening": render("hardening.conf.j2", r=settings),
     }
     batch = tuple(FILES.values())
     ensure_directory(DROPIN, facts["directories"])
@@ -90,5 +91,6 @@ def redis(plan: RedisPlan) -> None:
     if ops["hardening"].will_change:
         systemd.daemon_reload(name="systemd daemon-reload (Redis hardening changed)", _if=ops["hardening"].did_change)
     activate(UNIT, facts["units"][UNIT], list(ops.values()), reload=False,
-             check=ANSWERS.format(port=settings.redis_port), check_name="Redis answers and refuses a client without "
-                                                                        "a password")
+             check=ANSWERS.format(port=settings.redis_port),
+             check_name="Redis answers and refuses a client without a password",
+             installed_now=not facts["versions"][PACKAGE])

@@ -1,0 +1,77 @@
+"""Checks of the service around the gateways (issue 23): Redis as every gateway sees it, every gateway
+UP in every balancer, and clients served through the balancers with the load spread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from hx_gateway.model.fleet import Fleet, LbSettings, RedisSettings
+from hx_gateway.model.secrets import Secrets
+from hx_gateway.proof.checks import Check
+
+FLEET_VALIDATION_PLAN: dict[str, str] = {
+    "redis_refuses_unauthenticated": "from each gateway, Redis answers and refuses a client without a password",
+    "redis_lets_the_gateway_in": "from each gateway, the gateways' ACL user (from its env file) gets into Redis",
+    "gateway_up_in_balancer": "every gateway is UP in every balancer",
+    "balancer_serves_models": "through each balancer, /v1/models answers 200 with the key",
+    "balancer_unauthenticated_gets_401": "through each balancer, a request without a key is refused with 401",
+    "burst_reaches_every_gateway": "a concurrent burst through each balancer reaches every gateway",
+}
+BURST_REQUESTS = 16
+BURST_CONCURRENCY = 8
+
+
+def redis_checks(host: str, redis: RedisSettings, probe: dict) -> list[Check]:
+    where = f"{redis.address}:{redis.redis_port}"
+    fix = f"systemctl status redis-server on {redis.host}; re-run the deploy"
+    refused = probe.get("unauthenticated", "").startswith("-NOAUTH")
+    return [
+        Check(host, "redis_refuses_unauthenticated", refused, f"{where}: -NOAUTH",
+              probe.get("error") or probe.get("unauthenticated") or "no answer", fix),
+        Check(host, "redis_lets_the_gateway_in", probe.get("authenticated") == "+PONG", f"{where}: +PONG",
+              probe.get("error") or probe.get("authenticated") or "no answer",
+              f"HX_REDIS_PASSWORD must be the one the deploy gave Redis; {fix}"),
+    ]
+
+
+def balancer_checks(lb: LbSettings, fleet: Fleet, servers: dict) -> list[Check]:
+    return [Check(lb.host, f"gateway_up_in_balancer[{m.name}]", servers.get(m.name, {}).get("status") == "UP", "UP",
+                  servers.get(m.name, {}).get("status", "not in the backend"),
+                  f"curl http://{m.address}:{m.port}/health/readiness from {lb.host}; re-run the deploy")
+            for m in fleet.gateways]
+
+
+def balancer_client_checks(lb: LbSettings, fleet: Fleet, secrets: Secrets,
+                           sessions: Callable[[], dict[str, int]]) -> list[Check]:
+    """`sessions`: each gateway's total of requests in this balancer (its runtime API's `stot`)."""
+    auth = {"Authorization": f"Bearer {secrets.master_key}"}
+    checks = []
+    with httpx.Client(base_url=lb.lb_url, timeout=30) as client:
+        for name, headers, want in (("balancer_serves_models", auth, 200),
+                                    ("balancer_unauthenticated_gets_401", {}, 401)):
+            try:
+                seen = str(client.get("/v1/models", headers=headers).status_code)
+            except httpx.HTTPError as exc:
+                seen = f"{type(exc).__name__}: {exc}"
+            checks.append(Check(lb.host, name, seen == str(want), str(want), seen,
+                                f"journalctl -u haproxy on {lb.host}; is every gateway UP?"))
+        before = sessions()
+        with ThreadPoolExecutor(BURST_CONCURRENCY) as pool:
+            list(pool.map(lambda _: _get(client, auth), range(BURST_REQUESTS)))
+        after = sessions()
+    spread = {m.name: after.get(m.name, 0) - before.get(m.name, 0) for m in fleet.gateways}
+    checks.append(Check(lb.host, "burst_reaches_every_gateway", all(v > 0 for v in spread.values()),
+                        "every gateway > 0", ", ".join(f"{k}: {v}" for k, v in spread.items()),
+                        "a gateway that takes no requests is down or drained: see gateway_up_in_balancer",
+                        figures={"requests_per_gateway": spread}))
+    return checks
+
+
+def _get(client: httpx.Client, auth: dict[str, str]) -> int:
+    try:
+        return client.get("/v1/models", headers=auth).status_code
+    except httpx.HTTPError:
+        return 0

@@ -1,0 +1,211 @@
+"""The whole service in the lab (issue 23): hx-redis and hx-lb in front of two gateways.
+
+Limits are shared through Redis, a restarting change rolls one gateway at a time while clients
+load the balancer, Redis going away costs neither auth nor a 500, a stopped gateway leaves rotation.
+The fleet's extra containers are removed at the end, so the single-gateway tests see their lab."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import main_pid, pyinfra, random_key, run_verify
+
+from hx_gateway.proof.checks import VALIDATION_PLAN
+from hx_gateway.proof.fleet import FLEET_VALIDATION_PLAN
+from lab.lab import address_of, configure_double, docker, exec_in
+
+pytestmark = pytest.mark.lab
+
+FLEET_ENV = {"HX_LAB_FLEET": "1"}
+GATEWAYS = ("hx-api", "hx-api2")
+KEYS = """
+client_keys = [
+    {"name": "open-webui", "models": [], "rpm": 60, "max_concurrent": 10, "expires": None},
+    {"name": "fleet-rpm", "models": [], "rpm": 30, "max_concurrent": 50, "expires": None},
+    {"name": "fleet-conc", "models": [], "rpm": 1000, "max_concurrent": 3, "expires": None},
+]
+"""
+CHAT = {"model": "phi3-3.8b", "messages": [{"role": "user", "content": "ping"}]}
+
+
+@dataclass
+class Fleet:
+    secrets: dict[str, str]
+    group_data: Path
+
+    @property
+    def lb_url(self) -> str:
+        return f"http://{address_of('hx-lb')}:4000"
+
+    def gateway_urls(self) -> list[str]:
+        return [f"http://{address_of(g)}:4000" for g in GATEWAYS]
+
+    def auth(self, key: str = "HX_MASTER_KEY") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secrets[key]}"}
+
+    def deploy(self, *args: str, group_data: Path | None = None):
+        return pyinfra(*args, secrets_env=self.secrets, group_data=group_data or self.group_data, extra_env=FLEET_ENV)
+
+
+@pytest.fixture(scope="module")
+def fleet(lab, lab_secrets, tmp_path_factory):
+    secrets = {**lab_secrets, "HX_REDIS_PASSWORD": random_key(), "HX_CLIENT_KEY_FLEET_RPM": random_key(),
+               "HX_CLIENT_KEY_FLEET_CONC": random_key()}
+    data = tmp_path_factory.mktemp("fleet-data")
+    (data / "all.py").write_text(KEYS)
+    fleet_lab = replace(lab, fleet=True, gateways=2)
+    fleet_lab.up()
+    the_fleet = Fleet(secrets, data)
+    run = the_fleet.deploy()
+    assert run.returncode == 0, run.output[-6000:]
+    try:
+        yield the_fleet
+    finally:  # the single-gateway tests after this module find their lab (the next deploy reverts hx-api)
+        docker("rm", "-f", "-v", "hx-api2", "hx-redis", "hx-lb", check=False)
+
+
+def test_the_fleet_converges_idempotently_and_verify_proves_every_part(fleet, tmp_path):
+    again = fleet.deploy("--dry")
+    assert again.returncode == 0 and again.verdict() == "Plan: no changes", again.output[-4000:]
+    result = run_verify(fleet.secrets, tmp_path, extra_env=FLEET_ENV)
+    assert result.returncode == 0, result.stdout[-5000:]
+    (bundle,) = tmp_path.iterdir()
+    checks = json.loads((bundle / "checks.json").read_text())["checks"]
+    assert {c["check"].split("[")[0] for c in checks} == set(VALIDATION_PLAN) | set(FLEET_VALIDATION_PLAN)
+    assert {c["host"] for c in checks if c["check"].startswith("redis_")} == {f"@docker/{g}" for g in GATEWAYS}
+    spread = next(c for c in checks if c["check"] == "burst_reaches_every_gateway")["figures"]
+    assert all(n > 0 for n in spread["requests_per_gateway"].values()), spread
+    for secret in fleet.secrets.values():
+        assert secret not in result.stdout and secret not in (bundle / "checks.json").read_text()
+
+
+def test_redis_is_hardened_and_refuses_everyone_but_the_gateways(fleet):
+    conf = exec_in("hx-redis", "cat", "/etc/redis/redis.conf")
+    assert "maxmemory-policy noeviction" in conf and "0.0.0.0" not in conf
+    assert exec_in("hx-redis", "stat", "-c", "%U:%G %a", "/etc/redis/users.acl") == "root:redis 640"
+    assert fleet.secrets["HX_REDIS_PASSWORD"] not in exec_in("hx-redis", "cat", "/etc/redis/users.acl")
+    assert "NOAUTH" in exec_in("hx-redis", "redis-cli", "ping", check=False)
+    exposure = exec_in("hx-redis", "sh", "-c", "systemd-analyze security redis-server.service --no-pager | tail -1")
+    score = float(exposure.split("exposure level for redis-server.service:")[1].split()[0])
+    assert score <= 2.5, exposure  # "OK" or better; the Debian unit alone scores higher (README)
+
+
+def _send(url: str, headers: dict, body: dict = CHAT) -> httpx.Response | Exception:
+    try:
+        return httpx.post(f"{url}/v1/chat/completions", headers=headers, json=body, timeout=60)
+    except httpx.HTTPError as exc:
+        return exc
+
+
+def test_a_keys_rpm_holds_across_both_gateways(fleet):
+    urls = itertools.cycle(fleet.gateway_urls())
+    answers = [_send(next(urls), fleet.auth("HX_CLIENT_KEY_FLEET_RPM")) for _ in range(40)]
+    statuses = Counter(a.status_code if isinstance(a, httpx.Response) else repr(a) for a in answers)
+    assert statuses == {200: 30, 429: 10}, statuses
+    refused = [a for a in answers if isinstance(a, httpx.Response) and a.status_code == 429]
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in refused)
+
+
+def test_max_concurrent_holds_across_both_gateways(fleet):
+    for backend in ("hx-llm01", "hx-llm02"):
+        configure_double(backend, {"delay_ms": 3000})
+    try:
+        urls = fleet.gateway_urls() * 3
+        answers: list = []
+        threads = [threading.Thread(target=lambda u=url: answers.append(_send(u, fleet.auth(
+            "HX_CLIENT_KEY_FLEET_CONC")))) for url in urls]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.05)
+        for thread in threads:
+            thread.join()
+    finally:
+        for backend in ("hx-llm01", "hx-llm02"):
+            configure_double(backend, {"delay_ms": 50})
+    statuses = Counter(a.status_code if isinstance(a, httpx.Response) else repr(a) for a in answers)
+    assert statuses == {200: 3, 429: 3}, statuses
+
+
+class Load:
+    """`clients` threads sending chat completions through the balancer until stopped; every outcome kept."""
+
+    def __init__(self, url: str, headers: dict, clients: int = 8) -> None:
+        self.url, self.headers, self.outcomes = url, headers, Counter()
+        self.unauthenticated = Counter()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(clients)]
+
+    def _run(self, index: int) -> None:
+        while not self._stop.is_set():
+            answer = _send(self.url, self.headers)
+            self.outcomes[answer.status_code if isinstance(answer, httpx.Response) else type(answer).__name__] += 1
+            if index == 0:  # one client also tries without a key
+                bare = _send(self.url, {})
+                self.unauthenticated[bare.status_code if isinstance(bare, httpx.Response) else "error"] += 1
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_redis_going_away_costs_no_auth_and_no_500_and_limits_are_shared_again_after(fleet, tmp_path):
+    pids = [main_pid(g) for g in GATEWAYS]
+    with Load(fleet.lb_url, fleet.auth("HX_CLIENT_KEY_OPEN_WEBUI"), clients=4) as load:
+        time.sleep(2)
+        exec_in("hx-redis", "systemctl", "stop", "redis-server")
+        time.sleep(6)
+        verify = run_verify(fleet.secrets, tmp_path / "down", extra_env=FLEET_ENV)
+        exec_in("hx-redis", "systemctl", "start", "redis-server")
+        time.sleep(7)  # each worker tries Redis again after 5 s
+    assert set(load.outcomes) <= {200, 429} and load.outcomes[200] > 0, load.outcomes
+    assert set(load.unauthenticated) == {401}, load.unauthenticated
+    assert verify.returncode == 1 and "FAIL" in verify.stdout and "redis_refuses_unauthenticated" in verify.stdout
+    journal = exec_in("hx-api", "journalctl", "-u", "litellm", "--since", "-2min", "--no-pager")
+    assert "Redis unreachable" in journal and "limits are shared again" in journal
+    assert [main_pid(g) for g in GATEWAYS] == pids  # nothing restarted
+    after = run_verify(fleet.secrets, tmp_path / "back", extra_env=FLEET_ENV)
+    assert after.returncode == 0, after.stdout[-3000:]
+
+
+def test_a_stopped_gateway_leaves_rotation_and_clients_see_no_error(fleet):
+    exec_in("hx-api2", "systemctl", "stop", "litellm")
+    try:
+        time.sleep(6)  # two failed checks, 2 s apart
+        answers = [_send(fleet.lb_url, fleet.auth()) for _ in range(20)]
+        assert all(isinstance(a, httpx.Response) and a.status_code == 200 for a in answers), answers
+    finally:
+        exec_in("hx-api2", "systemctl", "start", "litellm")
+    run = fleet.deploy()  # back UP in the balancer before the next test (the deploy waits for it)
+    assert run.returncode == 0, run.output[-3000:]
+
+
+def test_a_restarting_change_rolls_one_gateway_at_a_time_under_load(fleet, tmp_path):
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    (changed / "all.py").write_text(KEYS)
+    (changed / "litellm.py").write_text("cooldown_time = 31\n")
+    pids = [main_pid(g) for g in GATEWAYS]
+    with Load(fleet.lb_url, fleet.auth()) as load:
+        time.sleep(2)
+        run = fleet.deploy(group_data=changed)
+        time.sleep(2)
+    assert run.returncode == 0, run.output[-6000:]
+    assert "Rolling restart" in run.output
+    assert set(load.outcomes) == {200} and load.outcomes[200] > 50, load.outcomes
+    assert all(new != old for new, old in zip([main_pid(g) for g in GATEWAYS], pids, strict=True))
+    for gateway in GATEWAYS:
+        assert "cooldown_time: 31" in exec_in(gateway, "cat", "/etc/litellm/config.yaml")
