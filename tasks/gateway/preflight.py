@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
 
-from hx_gateway.model.fleet import RedisSettings
+from hx_gateway.model.fleet import RedisSettings, host_part
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import changes
@@ -31,18 +31,13 @@ class PreflightError(Refusal):
     pass
 
 
-def inventory_hostname(name: str) -> str:
-    """`@docker/hx-api` -> `hx-api`; `hx-api-server.example` stays."""
-    return name.split("/", 1)[1] if name.startswith("@") and "/" in name else name
-
-
 def identity_problems(settings: Settings, facts: dict, inventory_name: str) -> list[str]:
     if os.environ.get(SKIP_IDENTITY_ENV) == "1":
         return []
     owned = {facts["hostname"], facts["fqdn"], *facts["addresses"]}
     expected = set(settings.expected_identity)
     if not expected:
-        name = inventory_hostname(inventory_name)
+        name = host_part(inventory_name)
         expected = {name, name.split(".")[0]}
         if not owned & expected:  # the name alone usually answers: a DNS query only when it does not
             try:
