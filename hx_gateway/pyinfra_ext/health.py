@@ -98,6 +98,14 @@ def reported(check: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def restore_files(settings: Settings) -> str:
+    """Put the previous generation's files back without restarting anything; says what happened."""
+    restored = run_tool(spec_of(settings), "restore", "previous")
+    run_as_root("systemctl daemon-reload")
+    return (f"the files are back to generation {restored['restored']} ({restored['created']})"
+            if restored.get("restored") else f"no generation to restore the files from ({restored.get('why')})")
+
+
 @reported
 def new_state_starts_or_restored(settings: Settings) -> None:
     """Before restarting a serving gateway: start the new state beside it on a spare loopback port.
@@ -114,10 +122,7 @@ def new_state_starts_or_restored(settings: Settings) -> None:
     run_as_root(f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null; true")
     if not problem:
         return
-    restored = run_tool(spec_of(settings), "restore", "previous")
-    run_as_root("systemctl daemon-reload")
-    files = (f"the files are back to generation {restored['restored']} ({restored['created']})"
-             if restored.get("restored") else f"no generation to restore the files from ({restored.get('why')})")
+    files = restore_files(settings)
     raise ServiceUnhealthy(f"{host.name}: the new state failed its canary start: {problem}. {settings.service_name} "
                            f"was not restarted and still serves the previous state; {files}. Journal lines of "
                            f"the canary:\n{journal}")

@@ -12,16 +12,18 @@ from hx_gateway.model.fleet import RedisSettings
 from hx_gateway.model.secrets import Secrets, key_digest
 from hx_gateway.model.settings import ModelAlias, Settings
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "gateway"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATE_DIR = TEMPLATES / "gateway"
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    autoescape=False,
-)
+
+def template_environment(component: str) -> jinja2.Environment:
+    """Jinja for templates/<component>/: strict (an unknown name is an error), lines kept as written."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / component)),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+                              lstrip_blocks=True, autoescape=False)
+
+
+_env = template_environment("gateway")
 
 
 @dataclass(frozen=True)

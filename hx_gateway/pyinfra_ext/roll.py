@@ -16,13 +16,13 @@ from pyinfra import host, logger, state
 
 from hx_gateway.model.fleet import Fleet
 from hx_gateway.model.settings import Settings
-from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
 from hx_gateway.pyinfra_ext.health import (
     ServiceUnhealthy,
     healthy_or_rolled_back,
     new_state_starts_or_restored,
     reported,
     restart_service,
+    restore_files,
 )
 from hx_gateway.pyinfra_ext.remote import run_as_root
 
@@ -61,12 +61,8 @@ def _stop_if_an_earlier_gateway_failed(settings: Settings) -> None:
     stopped_at = getattr(state, "hx_roll_stopped_at", None)
     if stopped_at is None:
         return
-    restored = run_tool(spec_of(settings), "restore", "previous")
-    run_as_root("systemctl daemon-reload")
-    files = (f"its files are back to generation {restored['restored']}" if restored.get("restored")
-             else f"no generation to restore its files from ({restored.get('why')})")
     raise ServiceUnhealthy(f"{host.name}: not restarted: the rolling restart stopped at {stopped_at}. It still "
-                           f"serves the previous state; {files}.")
+                           f"serves the previous state; {restore_files(settings)}.")
 
 
 @reported

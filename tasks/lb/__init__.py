@@ -13,7 +13,6 @@ import ipaddress
 import json
 from pathlib import Path
 
-import jinja2
 from pyinfra.api import deploy
 from pyinfra.operations import apt
 
@@ -22,10 +21,9 @@ from hx_gateway.model.fleet import Fleet, LbSettings, host_part
 from hx_gateway.model.plan import LbPlan
 from hx_gateway.pyinfra_ext.facts import shell_command
 from hx_gateway.pyinfra_ext.operations import managed_file
-from hx_gateway.pyinfra_ext.render import ManagedFile
+from hx_gateway.pyinfra_ext.render import ManagedFile, template_environment
 from tasks.component import activate, read_component_host
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "lb"
 PACKAGE = "haproxy"
 UNIT = "haproxy.service"
 BACKEND = "litellm_gateways"
@@ -41,8 +39,7 @@ def host_port(address: str, port: int) -> str:
         return f"{address}:{port}"
 
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                          keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+_env = template_environment("lb")
 _env.filters["host_port"] = host_port
 
 

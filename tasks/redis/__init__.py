@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from pathlib import Path
 
-import jinja2
 from pyinfra.api import deploy
 from pyinfra.operations import apt, systemd
 
@@ -21,10 +19,9 @@ from hx_gateway.model.fleet import RedisSettings, host_part
 from hx_gateway.model.plan import RedisPlan
 from hx_gateway.model.secrets import SecretText
 from hx_gateway.pyinfra_ext.operations import ensure_directory, managed_file
-from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile
+from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
 from tasks.component import activate, read_component_host, refuse
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "redis"
 PACKAGE = "redis-server"
 UNIT = "redis-server.service"
 DROPIN_DIR = f"/etc/systemd/system/{UNIT}.d"
@@ -45,8 +42,7 @@ ANSWERS = ("for i in $(seq 1 50); do r=$(redis-cli -h 127.0.0.1 -p {port} ping 2
            "echo \"Redis does not answer with NOAUTH on port {port} (got: $r)\" >&2; "
            "journalctl -u redis-server -n 20 --no-pager >&2; exit 1")
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                          keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+_env = template_environment("redis")
 
 
 def bind_address(settings: RedisSettings, facts: dict) -> tuple[str, list[str]]:
