@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -178,6 +179,18 @@ def test_the_speedup_is_installed_and_answers_what_litellm_answers(converged):
     assert before[:3] == [True] * 3 and before[-1] is False and registered[-1] is True  # a key registered later is seen
     assert replaced[:3] == [False] * 3  # a replaced map is read again
     assert "nothing patched" not in exec_in("hx-api", "journalctl", "-u", "litellm", "--no-pager", check=False)
+
+
+def test_a_redis_going_away_costs_a_limit_check_one_try_not_seconds_of_retries(converged):
+    """hx_auth's limit checks run on the worker's event loop: redis-py's own retries (10, with up to
+    1 s backoff each) once stalled both gateways past the balancer's health check, and clients got
+    503s while Redis stopped (CI, 2026-12-02). One try, bounded by the client's timeout."""
+    probe = (Path(__file__).parent / "probes" / "redis_outage.py").read_bytes()
+    out = exec_in("hx-api", "env", LOCAL_COST_MAP, "/opt/litellm/current/bin/python", "-I", "-",
+                  "/etc/litellm/config.yaml", stdin=probe, check=False)
+    found = json.loads(out.splitlines()[-1])
+    assert found["closes"]["connections"] == 1 and found["closes"]["seconds"] < 0.2, found
+    assert found["hangs"]["connections"] == 1 and found["hangs"]["seconds"] < 0.5, found
 
 
 def test_a_bind_host_the_host_does_not_have_is_refused_before_any_change(converged, lab_secrets, tmp_path):

@@ -221,7 +221,7 @@ class RedisLimitStore:
 
 
 # While Redis is unreachable a worker asks it again after this long (each failed try costs at most
-# the client's timeout once, not on every request).
+# the client's timeout once, not on every request: the client does not retry by itself).
 REDIS_RETRY_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.25
 
@@ -276,11 +276,17 @@ def _store() -> Any:
     if not os.environ.get("REDIS_HOST"):
         return local
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
+    # One try per call, never redis-py's default of 10 retries with up to 1 s backoff each: these calls
+    # run on the worker's event loop, and seconds of retrying there stall every request and the
+    # balancer's health check with it (both gateways out of rotation at once: 503s for clients).
     client = redis.Redis(host=os.environ["REDIS_HOST"], port=int(os.environ.get("REDIS_PORT", "6379")),
                          username=os.environ.get("REDIS_USERNAME") or None,
                          password=os.environ.get("REDIS_PASSWORD") or None,
-                         socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+                         socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                         retry=Retry(NoBackoff(), 0))
     return SharedLimits(RedisLimitStore(client), local)
 
 
