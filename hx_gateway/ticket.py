@@ -22,9 +22,10 @@ from typing import Any
 from hx_gateway.model.plan import run_plans
 from hx_gateway.model.settings import SettingsError
 from hx_gateway.proof.checks import VALIDATION_PLAN
+from hx_gateway.proof.fleet import FLEET_VALIDATION_PLAN
 from hx_gateway.proof.redaction import redact, redact_keys
 from hx_gateway.pyinfra_ext import changes
-from hx_gateway.pyinfra_ext.summary import plan_verdict
+from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
 from hx_gateway.verify import load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +72,15 @@ def rollback_plan(records: list[dict], inventory: str) -> str:
             f"`python -m hx_gateway.rollback {inventory}` (or `--to NAME`; `--list` shows what is kept).")
 
 
+def roll_of(records: list[dict]) -> str | None:
+    """The rolling restart across the gateways that restart (their records carry the roll's order)."""
+    rolling = [r for r in records if r["kind"] == "restart" and r.get("roll_order")]
+    if not rolling:
+        return None
+    order, restarting = rolling[0]["roll_order"], {r["roll_member"] for r in rolling}
+    return roll_summary([m for m in order if m in restarting], len(order), rolling[0]["balancers"])
+
+
 def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: dict[str, list[str]]) -> dict[str, Any]:
     names = sorted(hosts)
     per_host = {}
@@ -86,6 +96,8 @@ def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: d
             "degraded": [r["summary"] for r in mine if r["kind"] == "degraded"],
             "rollback": rollback_plan(mine, inventory) if "litellm" in hosts[host] else "not a gateway host",
         }
+    groups = sorted({g for gs in hosts.values() for g in gs})
+    validation = {**VALIDATION_PLAN, **(FLEET_VALIDATION_PLAN if {"redis", "lb"} & set(groups) else {})}
     return {
         "title": "hx-gateway: LiteLLM gateway deploy",
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -94,9 +106,10 @@ def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: d
         "verdict": plan_verdict(plan, names, {r["host"]: r["subject"].split(", ") for r in records
                                               if r["kind"] == "degraded"}),
         "no_changes": not any(op["hosts_with_change"] for op in plan),
-        "scope": {"hosts": names, "groups": sorted({g for gs in hosts.values() for g in gs})},
+        "scope": {"hosts": names, "groups": groups},
         "hosts": per_host,
-        "validation": [{"check": name, "proves": what} for name, what in VALIDATION_PLAN.items()],
+        "roll": roll_of(records),
+        "validation": [{"check": name, "proves": what} for name, what in validation.items()],
         "verify_with": f"python -m hx_gateway.verify {inventory}",
     }
 
@@ -123,6 +136,7 @@ def render_markdown(ticket: dict[str, Any]) -> str:
             lines.append("")
     lines += ["## Restart impact", ""]
     lines += [f"- {host}: {plan['restart']}" for host, plan in ticket["hosts"].items() if plan["operations"]]
+    lines += [f"- {ticket['roll']}"] if ticket["roll"] else []
     lines += ["", "## Rollback plan", ""]
     lines += [f"- {host}: {plan['rollback']}" for host, plan in ticket["hosts"].items()
               if plan["operations"] and "litellm" in plan["groups"]]

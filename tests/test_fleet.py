@@ -209,3 +209,35 @@ def test_a_restarting_change_rolls_one_gateway_at_a_time_under_load(fleet, tmp_p
     assert all(new != old for new, old in zip([main_pid(g) for g in GATEWAYS], pids, strict=True))
     for gateway in GATEWAYS:
         assert "cooldown_time: 31" in exec_in(gateway, "cat", "/etc/litellm/config.yaml")
+
+
+CANARY_DROP_IN = "/run/systemd/system/hx-litellm-canary-.service.d"  # every canary unit on that host
+
+
+def test_a_gateway_that_fails_stops_the_roll_and_the_others_keep_serving(fleet, tmp_path):
+    """The first gateway's new state cannot start there (a drop-in on that host alone fails every
+    canary): the run fails naming it, the second gateway is never restarted, both keep serving the
+    previous state with its files, and clients through the balancer see no error."""
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    (changed / "all.py").write_text(KEYS)
+    (changed / "litellm.py").write_text("cooldown_time = 37\n")
+    dry = fleet.deploy("--dry", group_data=changed)
+    assert dry.returncode == 0, dry.output[-3000:]
+    assert ("Rolling restart: hx-api -> hx-api2, one gateway at a time, each drained in 1 balancer(s) first; "
+            "while one restarts 1 of 2 gateways serve") in dry.output, dry.output[-3000:]
+    configs = {g: exec_in(g, "sha256sum", "/etc/litellm/config.yaml") for g in GATEWAYS}
+    pids = [main_pid(g) for g in GATEWAYS]
+    exec_in("hx-api", "sh", "-c", f"mkdir -p {CANARY_DROP_IN} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
+                                  f"> {CANARY_DROP_IN}/fail.conf && systemctl daemon-reload")
+    try:
+        with Load(fleet.lb_url, fleet.auth(), clients=4) as load:
+            run = fleet.deploy(group_data=changed)
+    finally:
+        exec_in("hx-api", "sh", "-c", f"rm -rf {CANARY_DROP_IN} && systemctl daemon-reload")
+    assert run.returncode != 0
+    assert "@docker/hx-api: the new state failed its canary start" in run.output, run.output[-4000:]
+    assert "@docker/hx-api2: not restarted: the rolling restart stopped at @docker/hx-api" in run.output
+    assert set(load.outcomes) == {200}, load.outcomes
+    assert [main_pid(g) for g in GATEWAYS] == pids
+    assert {g: exec_in(g, "sha256sum", "/etc/litellm/config.yaml") for g in GATEWAYS} == configs

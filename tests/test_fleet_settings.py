@@ -9,6 +9,7 @@ from conftest import defaults, random_key
 from hx_gateway.model.fleet import Member
 from hx_gateway.model.plan import fleet_plans
 from hx_gateway.model.settings import SettingsError
+from hx_gateway.ticket import roll_of
 
 GATEWAY, REDIS, LB = {"litellm"}, {"redis"}, {"lb"}
 
@@ -106,3 +107,12 @@ def test_the_new_groups_knobs_are_typed_and_a_misspelt_one_is_named():
         "lb1: lb_port: 70000 is out of range; set an integer from 1 to 65535",
         "lb1: lb_check_interval: 0 is out of range; set an integer from 1 to 60",
     ]
+
+
+def test_the_ticket_says_the_roll_order_of_the_gateways_that_restart_and_what_serves_meanwhile():
+    order = ["gw1", "gw2", "gw3"]
+    records = [{"kind": "restart", "host": f"@ssh/{m}", "roll_member": m, "roll_order": order, "balancers": 2}
+               for m in ("gw3", "gw1")] + [{"kind": "file", "host": "@ssh/gw2"}]
+    assert roll_of(records) == ("Rolling restart: gw1 -> gw3, one gateway at a time, each drained in 2 balancer(s) "
+                                "first; while one restarts 2 of 3 gateways serve")
+    assert roll_of([{"kind": "restart", "host": "@ssh/gw1", "summary": "one restart"}]) is None

@@ -14,9 +14,10 @@ from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra_cli.prints import build_plan_json
 
 from hx_gateway.model.refusal import was_refused
-from hx_gateway.pyinfra_ext.summary import plan_listing, plan_verdict
+from hx_gateway.pyinfra_ext.summary import plan_listing, plan_verdict, roll_summary
 
 DEGRADED_ATTRIBUTE = "hx_degraded"
+ROLL_ATTRIBUTE = "hx_roll"
 
 
 def note_degraded(state: State, host: str, down: list[str]) -> None:
@@ -24,6 +25,22 @@ def note_degraded(state: State, host: str, down: list[str]) -> None:
     if not hasattr(state, DEGRADED_ATTRIBUTE):
         setattr(state, DEGRADED_ATTRIBUTE, {})
     getattr(state, DEGRADED_ATTRIBUTE)[host] = down
+
+
+def note_roll(state: State, gateway: str, order: list[str], balancers: int) -> None:
+    """This gateway restarts in a roll over `order` (every gateway behind the balancers): the preview
+    says in which order, and what serves meanwhile."""
+    roll = getattr(state, ROLL_ATTRIBUTE, None) or {"order": order, "balancers": balancers, "restarting": set()}
+    roll["restarting"].add(gateway)
+    setattr(state, ROLL_ATTRIBUTE, roll)
+
+
+def roll_line(state: State) -> str | None:
+    roll = getattr(state, ROLL_ATTRIBUTE, None)
+    if not roll:
+        return None
+    restarting = [name for name in roll["order"] if name in roll["restarting"]]
+    return roll_summary(restarting, len(roll["order"]), roll["balancers"])
 
 
 class PlanSummary(BaseStateCallback):
@@ -47,6 +64,9 @@ class PlanSummary(BaseStateCallback):
                 logger.info("--> Planned changes (pyinfra prints no table with -y; these are detected all the same):")
                 for line in listing:
                     logger.info(line)
+        roll = roll_line(state)
+        if roll:
+            logger.info(f"--> {roll}")
         logger.info(f"--> {plan_verdict(plan, hosts, getattr(state, DEGRADED_ATTRIBUTE, None))}")
 
 

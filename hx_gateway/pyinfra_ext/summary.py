@@ -37,3 +37,9 @@ def plan_listing(plan: list[dict], hosts: list[str]) -> list[str]:
             lines += [f"        {name}" for name in ops]
             lines += [f"        then: {name}" for name in follow]
     return lines
+
+
+def roll_summary(restarting: list[str], gateways: int, balancers: int) -> str:
+    """A rolling restart in one line: its order, and the capacity left while each gateway restarts."""
+    return (f"Rolling restart: {' -> '.join(restarting)}, one gateway at a time, each drained in {balancers} "
+            f"balancer(s) first; while one restarts {gateways - 1} of {gateways} gateways serve")

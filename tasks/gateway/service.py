@@ -11,6 +11,7 @@ from pyinfra.operations.util import any_changed
 from hx_gateway.model.fleet import Fleet
 from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import changes, render
+from hx_gateway.pyinfra_ext.announce import note_roll
 from hx_gateway.pyinfra_ext.generations import keep_generation, spec_of
 from hx_gateway.pyinfra_ext.health import healthy_or_rolled_back, new_state_starts_or_restored
 from hx_gateway.pyinfra_ext.operations import managed_file, restart_service
@@ -27,10 +28,12 @@ def _record_restart(settings: Settings, starts: bool, causes: dict[str, object],
     if why and fleet.lbs and member:
         order = [m.name for m in fleet.gateways]
         total, position = len(order), order.index(member.name) + 1
+        note_roll(host.state, member.name, order, len(fleet.lbs))
         changes.record("restart", settings.service_name,
                        f"rolling restart, gateway {position} of {total} (order: {', '.join(order)}): "
                        f"drained in {len(fleet.lbs)} balancer(s) first; while it restarts {total - 1} of {total} "
-                       f"gateways serve; because {', '.join(why)} change")
+                       f"gateways serve; because {', '.join(why)} change",
+                       roll_member=member.name, roll_order=order, balancers=len(fleet.lbs))
     elif why:
         changes.record("restart", settings.service_name,
                        f"one restart (a gap of about 10 s on this host, measured in the lab) because "
