@@ -14,7 +14,8 @@ backends = [
 
 # --- Model aliases --------------------------------------------------------------------------
 # name: what clients ask for; ollama_model: what the backends serve; kind: chat | embedding.
-# An alias may carry `backends: [...]` to run on a subset of the backends above.
+# An alias may carry `backends: [...]` to run on a subset of the backends above, and `cache_ttl: N`
+# to keep its answers N seconds in the shared Redis cache (needs a `redis` host; off by default).
 model_aliases = [
     {"name": "phi3-3.8b", "ollama_model": "phi3:3.8b-mini-128k-instruct-q8_0", "kind": "chat"},
     {"name": "llama3-8b", "ollama_model": "llama3:8b-instruct-q8_0", "kind": "chat"},

@@ -31,7 +31,7 @@ from hx_gateway.pyinfra_ext.facts import shell_command
 from hx_gateway.pyinfra_ext.generations import STORE
 from hx_gateway.pyinfra_ext.remote import run_as_root
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET, managed_files
-from hx_gateway.verify import load_inventory, load_state
+from hx_gateway.verify import add_group_data_option, load_inventory, load_state
 
 HOST_DESTROY = Path(host_destroy.__file__).read_text()
 
@@ -59,9 +59,9 @@ def on_host(spec: dict[str, Any], command: str) -> Any:
     return json.loads(output.stdout)
 
 
-def selected_gateways(inventory: str, limit: list[str]) -> list[str]:
+def selected_gateways(inventory: str, limit: list[str], group_data: list[str]) -> list[str]:
     """The gateway hosts to destroy, refusing a --limit that names no gateway of the inventory."""
-    state = load_inventory(inventory)
+    state = load_inventory(inventory, group_data)
     gateways = [h.name for h in state.inventory.get_group("litellm", [])]
     if not limit:
         return gateways
@@ -89,13 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry", action="store_true", help="print the removals, change nothing")
     parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--evidence-dir", default=".evidence")
+    add_group_data_option(parser)
     args = parser.parse_args(argv)
     try:
-        names = selected_gateways(args.inventory, args.limit)
+        names = selected_gateways(args.inventory, args.limit, args.group_data)
     except DestroyError as error:
         print(f"refused: {error}", file=sys.stderr)
         return 2
-    state = load_state(args.inventory)
+    state = load_state(args.inventory, args.group_data)
     hosts: dict[str, tuple[Host, Settings]] = {}
     try:
         for gateway in state.inventory.get_group("litellm", []):

@@ -23,7 +23,7 @@ from hx_gateway.model.settings import Settings
 from hx_gateway.proof.checks import Check
 from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
 from hx_gateway.pyinfra_ext.health import health_problem, restart_service
-from hx_gateway.verify import load_state, prove
+from hx_gateway.verify import add_group_data_option, load_state, prove
 
 
 def roll_back_host(gateway: Host, settings: Settings, to: str) -> Check:
@@ -43,8 +43,8 @@ def roll_back_host(gateway: Host, settings: Settings, to: str) -> Check:
                  f"journalctl -u {settings.service_name} -n 50 on the host", figures={"generation": name})
 
 
-def list_generations(inventory: str) -> int:
-    state = load_state(inventory)
+def list_generations(inventory: str, group_data: list[str]) -> int:
+    state = load_state(inventory, group_data)
     try:
         for gateway in state.inventory.get_group("litellm", []):
             ctx_host.set(gateway)
@@ -63,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", default="previous", help="a generation name; default: the previous one")
     parser.add_argument("--list", action="store_true", help="list the generations each host keeps")
     parser.add_argument("--evidence-dir", default=".evidence")
+    add_group_data_option(parser)
     args = parser.parse_args(argv)
     if args.list:
-        return list_generations(args.inventory)
+        return list_generations(args.inventory, args.group_data)
     return prove(args.inventory, args.evidence_dir, action="rollback",
-                 before_checks=lambda gateway, plan: [roll_back_host(gateway, plan.settings, args.to)])
+                 before_checks=lambda gateway, plan: [roll_back_host(gateway, plan.settings, args.to)],
+                 group_data=args.group_data)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from hx_gateway.proof.fleet import FLEET_VALIDATION_PLAN
 from hx_gateway.proof.redaction import redact, redact_keys
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
-from hx_gateway.verify import load_inventory
+from hx_gateway.verify import add_group_data_option, load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,9 +48,9 @@ def dry_run(inventory: str, pyinfra_options: list[str]) -> tuple[list[dict], lis
         return json.loads(result.stdout)["plan"], changes.read(log)
 
 
-def scope_of(inventory: str) -> tuple[dict[str, list[str]], list[str]]:
+def scope_of(inventory: str, group_data: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Hosts with their groups, and every secret value the deploy would use (to redact, defence in depth)."""
-    state = load_inventory(inventory)
+    state = load_inventory(inventory, group_data)
     hosts = {h.name: sorted(set(h.groups)) for h in state.inventory}
     try:
         plans = run_plans(state)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write a change ticket (markdown + JSON) from a dry run")
     parser.add_argument("inventory")
     parser.add_argument("--out", required=True, type=Path, help="the markdown file; the JSON twin goes beside it")
-    parser.add_argument("--group-data", action="append", default=[], help="passed to pyinfra (repeatable)")
+    add_group_data_option(parser)
     args = parser.parse_args(argv)
     options = [arg for path in args.group_data for arg in ("--group-data", path)]
     try:
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except DryRunFailed as failed:
         print(f"the dry run failed; no ticket written:\n{failed}", file=sys.stderr)
         return 1
-    hosts, secrets = scope_of(args.inventory)
+    hosts, secrets = scope_of(args.inventory, args.group_data)
     ticket = build_ticket(args.inventory, plan, records, hosts)
     markdown = redact(redact_keys(render_markdown(ticket)), secrets)
     twin = redact(redact_keys(json.dumps(ticket, indent=2)), secrets)

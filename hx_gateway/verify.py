@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyinfra.api import Config, Host, State
@@ -26,7 +26,7 @@ from hx_gateway.model.plan import GatewayPlan, run_plans
 from hx_gateway.patches import ssh_stalls
 from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.proof.evidence import overall, print_outputs, write_evidence
-from hx_gateway.proof.fleet import balancer_checks, balancer_client_checks, redis_checks
+from hx_gateway.proof.fleet import balancer_checks, balancer_client_checks, cache_checks, redis_checks
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import (
     GatewayHost,
@@ -42,20 +42,27 @@ from hx_gateway.pyinfra_ext.remote import run_as_root
 EXIT_CODES = {"healthy": 0, "failed": 1, "degraded": 2}
 
 
-def load_inventory(inventory_file: str) -> State:
-    """The same inventory and group data `pyinfra INVENTORY deploy.py` would see, not connected."""
+def add_group_data_option(parser: argparse.ArgumentParser) -> None:
+    """Every tool reads the hosts' data as the deploy did: pass the same --group-data as to pyinfra."""
+    parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
+                        help="more group data, as given to pyinfra (repeatable)")
+
+
+def load_inventory(inventory_file: str, group_data: Sequence[str] = ()) -> State:
+    """The same inventory and group data `pyinfra [--group-data DIR] INVENTORY deploy.py` would see,
+    not connected."""
     state = State(check_for_changes=False)
     state.cwd = os.getcwd()
     ctx_state.set(state)
-    inventory = make_inventory(inventory_file, cwd=state.cwd)
+    inventory = make_inventory(inventory_file, cwd=state.cwd, group_data_directories=list(group_data) or None)
     ctx_inventory.set(inventory)
     state.init(inventory, Config())
     return state
 
 
-def load_state(inventory_file: str) -> State:
+def load_state(inventory_file: str, group_data: Sequence[str] = ()) -> State:
     """The inventory, connected (over SSH without Nagle stalls, as config.py does for the CLI)."""
-    state = load_inventory(inventory_file)
+    state = load_inventory(inventory_file, group_data)
     ssh_stalls.install()
     connect_all(state)
     return state
@@ -117,6 +124,8 @@ def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list
         probe = gateway.get_fact(RedisProbe, address=fleet.redis.address, port=fleet.redis.redis_port,
                                  env_file=plan.settings.path("litellm.env"), sample=os.urandom(4).hex())
         checks += redis_checks(gateway.name, fleet.redis, probe)
+    if fleet.redis:
+        checks += cache_checks([(gateway.name, plan.settings) for gateway, plan in gateways], secrets)
     for lb in fleet.lbs:
         lb_host = state.inventory.get_host(lb.host)
         ctx_host.set(lb_host)
@@ -132,10 +141,11 @@ def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list
 
 
 def prove(inventory: str, evidence_dir: str, action: str = "verification",
-          before_checks: Callable[[Host, GatewayPlan], list[Check]] | None = None) -> int:
+          before_checks: Callable[[Host, GatewayPlan], list[Check]] | None = None,
+          group_data: Sequence[str] = ()) -> int:
     """Check every gateway (after `before_checks`, e.g. a rollback), backend and the components around
     them, write the evidence bundle, print the outputs; the exit code says whether every check passed."""
-    state = load_state(inventory)
+    state = load_state(inventory, group_data)
     checks: list[Check] = []
     gateways: list[tuple[Host, GatewayPlan]] = []
     try:
@@ -163,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify the gateway deploy and write the evidence bundle")
     parser.add_argument("inventory")
     parser.add_argument("--evidence-dir", default=".evidence")
+    add_group_data_option(parser)
     args = parser.parse_args(argv)
-    return prove(args.inventory, args.evidence_dir)
+    return prove(args.inventory, args.evidence_dir, group_data=args.group_data)
 
 
 if __name__ == "__main__":

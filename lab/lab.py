@@ -193,6 +193,13 @@ def configure_double(container: str, change: dict) -> None:
     exec_in(container, "python3", "-c", program, json.dumps(change))
 
 
+def double_stats(container: str) -> dict:
+    """A running double's counters: {"host", "counts": {"POST /api/chat": 3, ...}, "in_flight"}."""
+    program = ("import sys,urllib.request; print(urllib.request.urlopen("
+               "'http://127.0.0.1:11434/_double/stats', timeout=5).read().decode())")
+    return json.loads(exec_in(container, "python3", "-c", program))
+
+
 def _double_config(models: tuple[str, ...] = DEFAULT_BACKEND_MODELS) -> str:
     return json.dumps({"models": list(models), "delay_ms": DOUBLE_DELAY_MS})
 

@@ -155,10 +155,11 @@ def ticket(secrets_env: dict[str, str], out: Path, group_data: Path | None = Non
 
 
 def run_verify(secrets_env: dict[str, str], evidence_dir: Path, inventory: str = LAB_INVENTORY,
-               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+               extra_env: dict[str, str] | None = None, group_data: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **secrets_env, "HX_SECRETS_FILE": "/nonexistent", **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "hx_gateway.verify", inventory, "--evidence-dir", str(evidence_dir)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    options = ["--group-data", str(group_data)] if group_data else []
+    return subprocess.run([sys.executable, "-m", "hx_gateway.verify", inventory, "--evidence-dir", str(evidence_dir),
+                           *options], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 # What a refused run must leave exactly as it was on the gateway: managed files, units, the service's PID.

@@ -20,13 +20,19 @@ from conftest import main_pid, pyinfra, random_key, run_verify
 
 from hx_gateway.proof.checks import VALIDATION_PLAN
 from hx_gateway.proof.fleet import FLEET_VALIDATION_PLAN
-from lab.lab import address_of, configure_double, docker, exec_in
+from lab.lab import address_of, configure_double, docker, double_stats, exec_in
 
 pytestmark = pytest.mark.lab
 
 FLEET_ENV = {"HX_LAB_FLEET": "1"}
 GATEWAYS = ("hx-api", "hx-api2")
-KEYS = """
+FLEET_DATA = """
+# llama3-8b's answers are cached in Redis (test_an_alias_with_a_cache_ttl...); the others never are.
+model_aliases = [
+    {"name": "phi3-3.8b", "ollama_model": "phi3:3.8b-mini-128k-instruct-q8_0", "kind": "chat"},
+    {"name": "llama3-8b", "ollama_model": "llama3:8b-instruct-q8_0", "kind": "chat", "cache_ttl": 300},
+    {"name": "emb-premium", "ollama_model": "mxbai-embed-large", "kind": "embedding"},
+]
 client_keys = [
     {"name": "open-webui", "models": [], "rpm": 60, "max_concurrent": 10, "expires": None},
     {"name": "fleet-rpm", "models": [], "rpm": 30, "max_concurrent": 50, "expires": None},
@@ -51,6 +57,9 @@ class Fleet:
     def auth(self, key: str = "HX_MASTER_KEY") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secrets[key]}"}
 
+    def verify(self, evidence_dir: Path):
+        return run_verify(self.secrets, evidence_dir, extra_env=FLEET_ENV, group_data=self.group_data)
+
     def deploy(self, *args: str, group_data: Path | None = None):
         return pyinfra(*args, secrets_env=self.secrets, group_data=group_data or self.group_data, extra_env=FLEET_ENV)
 
@@ -60,7 +69,7 @@ def fleet(lab, lab_secrets, tmp_path_factory):
     secrets = {**lab_secrets, "HX_REDIS_PASSWORD": random_key(), "HX_CLIENT_KEY_FLEET_RPM": random_key(),
                "HX_CLIENT_KEY_FLEET_CONC": random_key()}
     data = tmp_path_factory.mktemp("fleet-data")
-    (data / "all.py").write_text(KEYS)
+    (data / "all.py").write_text(FLEET_DATA)
     fleet_lab = replace(lab, fleet=True, gateways=2)
     fleet_lab.up()
     the_fleet = Fleet(secrets, data)
@@ -75,7 +84,7 @@ def fleet(lab, lab_secrets, tmp_path_factory):
 def test_the_fleet_converges_idempotently_and_verify_proves_every_part(fleet, tmp_path):
     again = fleet.deploy("--dry")
     assert again.returncode == 0 and again.verdict().startswith("Plan: no changes"), again.output[-4000:]
-    result = run_verify(fleet.secrets, tmp_path, extra_env=FLEET_ENV)
+    result = fleet.verify(tmp_path)
     assert result.returncode == 0, result.stdout[-5000:]
     (bundle,) = tmp_path.iterdir()
     checks = json.loads((bundle / "checks.json").read_text())["checks"]
@@ -103,6 +112,35 @@ def _send(url: str, headers: dict, body: dict = CHAT) -> httpx.Response | Except
         return httpx.post(f"{url}/v1/chat/completions", headers=headers, json=body, timeout=60)
     except httpx.HTTPError as exc:
         return exc
+
+
+def _chats_reaching_backends() -> int:
+    return sum(double_stats(b)["counts"].get("POST /api/chat", 0) for b in ("hx-llm01", "hx-llm02"))
+
+
+def test_an_alias_with_a_cache_ttl_is_answered_from_redis_by_every_gateway_and_no_other_is(fleet):
+    """Breakage guarded: caching that is per gateway (not shared), that a client can switch on for an
+    alias the operator did not opt in, or that a client cannot bypass (issue 23)."""
+    urls = [*fleet.gateway_urls(), fleet.lb_url]
+    cached = {"model": "llama3-8b", "messages": [{"role": "user", "content": f"cache me {random_key()}"}]}
+    before = _chats_reaching_backends()
+    first, *repeats = [httpx.post(f"{url}/v1/chat/completions", headers=fleet.auth(), json=cached, timeout=60)
+                       for url in urls]
+    assert _chats_reaching_backends() == before + 1  # one backend call for three answers
+    assert first.status_code == 200 and not first.headers.get("x-litellm-cache-key")
+    for repeat in repeats:
+        assert repeat.status_code == 200 and repeat.headers.get("x-litellm-cache-key"), repeat.headers
+        assert repeat.json()["choices"][0]["message"] == first.json()["choices"][0]["message"]
+    bypass = httpx.post(f"{urls[1]}/v1/chat/completions", headers=fleet.auth(),
+                        json={**cached, "cache": {"no-cache": True}}, timeout=60)
+    assert bypass.status_code == 200 and _chats_reaching_backends() == before + 2
+    not_opted_in = {"model": "phi3-3.8b", "messages": [{"role": "user", "content": f"not me {random_key()}"}],
+                    "cache": {"use-cache": True, "ttl": 3600}}
+    for url in fleet.gateway_urls():
+        assert httpx.post(f"{url}/v1/chat/completions", headers=fleet.auth(), json=not_opted_in,
+                          timeout=60).status_code == 200
+    assert _chats_reaching_backends() == before + 4
+    assert exec_in("hx-api", "grep", "-c", "HX_CACHE_TTLS=llama3-8b=300", "/etc/systemd/system/litellm.service") == "1"
 
 
 def test_a_keys_rpm_holds_across_both_gateways(fleet):
@@ -168,7 +206,7 @@ def test_redis_going_away_costs_no_auth_and_no_500_and_limits_are_shared_again_a
         time.sleep(2)
         exec_in("hx-redis", "systemctl", "stop", "redis-server")
         time.sleep(6)
-        verify = run_verify(fleet.secrets, tmp_path / "down", extra_env=FLEET_ENV)
+        verify = fleet.verify(tmp_path / "down")
         exec_in("hx-redis", "systemctl", "start", "redis-server")
         time.sleep(7)  # each worker tries Redis again after 5 s
     assert set(load.outcomes) <= {200, 429} and load.outcomes[200] > 0, load.outcomes
@@ -177,7 +215,7 @@ def test_redis_going_away_costs_no_auth_and_no_500_and_limits_are_shared_again_a
     journal = exec_in("hx-api", "journalctl", "-u", "litellm", "--since", "-2min", "--no-pager")
     assert "Redis unreachable" in journal and "limits are shared again" in journal
     assert [main_pid(g) for g in GATEWAYS] == pids  # nothing restarted
-    after = run_verify(fleet.secrets, tmp_path / "back", extra_env=FLEET_ENV)
+    after = fleet.verify(tmp_path / "back")
     assert after.returncode == 0, after.stdout[-3000:]
 
 
@@ -196,7 +234,7 @@ def test_a_stopped_gateway_leaves_rotation_and_clients_see_no_error(fleet):
 def test_a_restarting_change_rolls_one_gateway_at_a_time_under_load(fleet, tmp_path):
     changed = tmp_path / "changed"
     changed.mkdir()
-    (changed / "all.py").write_text(KEYS)
+    (changed / "all.py").write_text(FLEET_DATA)
     (changed / "litellm.py").write_text("cooldown_time = 31\n")
     pids = [main_pid(g) for g in GATEWAYS]
     with Load(fleet.lb_url, fleet.auth()) as load:
@@ -220,7 +258,7 @@ def test_a_gateway_that_fails_stops_the_roll_and_the_others_keep_serving(fleet, 
     previous state with its files, and clients through the balancer see no error."""
     changed = tmp_path / "changed"
     changed.mkdir()
-    (changed / "all.py").write_text(KEYS)
+    (changed / "all.py").write_text(FLEET_DATA)
     (changed / "litellm.py").write_text("cooldown_time = 37\n")
     dry = fleet.deploy("--dry", group_data=changed)
     assert dry.returncode == 0, dry.output[-3000:]

@@ -81,6 +81,16 @@ def test_two_redis_hosts_and_groups_without_gateways_are_refused():
     assert problems([("r1", data, REDIS)])[0].startswith("redis: no gateways use it")
 
 
+def test_a_cached_alias_needs_a_redis_host_to_keep_the_cache_in():
+    data = defaults()
+    cached = {**data, "model_aliases": [{**data["model_aliases"][0], "cache_ttl": 300}, *data["model_aliases"][1:]]}
+    assert problems([("gw1", cached, GATEWAY)]) == [
+        "gw1: model_aliases['phi3-3.8b'].cache_ttl needs a `redis` host to keep the cache in; add one to the "
+        "inventory, or set cache_ttl to None"]
+    plans = fleet_plans([("gw1", cached, GATEWAY), ("r1", data, REDIS)])
+    assert plans["gw1"].gateway.settings.cached_aliases == {"phi3-3.8b": 300}
+
+
 def test_a_balancer_needs_gateways_it_can_reach_and_timeouts_longer_than_their_requests():
     data = defaults()
     loopback = {**data, "bind_host": "127.0.0.1", "gateway_url": "http://127.0.0.1:4000"}

@@ -6,15 +6,12 @@ import json
 
 import pytest
 
-from lab.lab import exec_in
+from lab.lab import double_stats, exec_in
 
 pytestmark = pytest.mark.lab
 
 PROBE = "import json,sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
-
-
-def stats(backend: str) -> dict:
-    return json.loads(exec_in(backend, "python3", "-c", PROBE, "http://127.0.0.1:11434/_double/stats"))
+stats = double_stats
 
 
 def test_systemd_is_pid1_and_running_everywhere(lab):

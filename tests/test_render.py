@@ -129,3 +129,25 @@ def test_the_settings_the_deploy_owns_win_over_pass_through_ones():
     assert rendered["router_settings"]["routing_strategy"] == "least-busy"
     assert rendered["litellm_settings"]["callbacks"] == ["hx_auth.limits", "hx_auth.failover"]
     assert rendered["litellm_settings"]["request_timeout"] == 30 and rendered["litellm_settings"]["y"] == 2
+
+
+def test_only_the_aliases_with_a_cache_ttl_are_cached_and_only_with_a_redis_host():
+    """Breakage guarded: a LiteLLM-wide cache (every alias, every client's say) where the operator
+    opted one alias in, or a cache switched on with nowhere shared to keep it (issue 23)."""
+    from hx_gateway.model.fleet import RedisSettings
+
+    data = defaults()
+    data["model_aliases"] = [{**data["model_aliases"][0], "cache_ttl": 300}, *data["model_aliases"][1:]]
+    settings = load_settings(data, "hx-api")
+    redis = RedisSettings("hx-redis", 6379, None, "hx-gateway", 256, True)
+    litellm_settings = yaml.safe_load(render.render_config(settings, "1.106.2", redis))["litellm_settings"]
+    assert litellm_settings["cache"] is True
+    assert litellm_settings["cache_params"]["mode"] == "default_off"  # only what hx_auth.caching opts in
+    assert litellm_settings["cache_params"]["type"] == "redis" and "password" not in litellm_settings["cache_params"]
+    assert litellm_settings["callbacks"] == ["hx_auth.limits", "hx_auth.failover", "hx_auth.caching"]
+    assert render.service_environment(settings, "litellm")["HX_CACHE_TTLS"] == "phi3-3.8b=300"
+    unit = render.render_unit(settings, 2, [])
+    assert "Environment=HX_CACHE_TTLS=phi3-3.8b=300\n" in unit
+    plain = load_settings(defaults(), "hx-api")
+    assert "cache" not in yaml.safe_load(render.render_config(plain, "1.106.2", redis))["litellm_settings"]
+    assert "HX_CACHE_TTLS" not in render.service_environment(plain, "litellm")

@@ -43,6 +43,20 @@ BAD_CASES = {
                                          "allows unknown model 'gpt-4'"),
     "extra setting overriding an owned one": (lambda d: d.update(extra_router_settings={"num_retries": 9}),
                                               "extra_router_settings.num_retries: set by its own variable"),
+    "misspelt alias field": (lambda d: d["model_aliases"][0].update(cache_tll=60),
+                             "model_aliases['phi3-3.8b']: unknown field 'cache_tll' (it would be ignored); did you "
+                             "mean `cache_ttl`?"),
+    "misspelt client key field": (lambda d: d["client_keys"][0].update(max_concurent=3),
+                                  "unknown field 'max_concurent' (it would be ignored); did you mean "
+                                  "`max_concurrent`?"),
+    "cache_ttl not seconds": (lambda d: d["model_aliases"][0].update(cache_ttl="5m"),
+                              "model_aliases['phi3-3.8b'].cache_ttl: '5m' is out of range; set seconds from 1"),
+    "cache_ttl zero": (lambda d: d["model_aliases"][0].update(cache_ttl=0), ".cache_ttl: 0 is out of range"),
+    "LiteLLM-wide cache": (lambda d: d.update(extra_litellm_settings={"cache": True}),
+                           "extra_litellm_settings.cache: response caching is set per alias; give the alias a "
+                           "`cache_ttl`"),
+    "router-wide cache": (lambda d: d.update(extra_router_settings={"cache_responses": True}),
+                          "extra_router_settings.cache_responses: response caching is set per alias"),
     "extra litellm setting overriding an owned one": (
         lambda d: d.update(extra_litellm_settings={"callbacks": ["x"]}),
         "extra_litellm_settings.callbacks: set by its own variable"),

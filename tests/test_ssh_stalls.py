@@ -57,7 +57,7 @@ def test_pyinfras_config_file_installs_it(pristine: None, monkeypatch: pytest.Mo
 
 def test_the_clis_connect_with_it(pristine: None, monkeypatch: pytest.MonkeyPatch):
     seen = []
-    monkeypatch.setattr(verify, "load_inventory", lambda _: "state")
+    monkeypatch.setattr(verify, "load_inventory", lambda *_: "state")
     monkeypatch.setattr(verify, "connect_all", lambda state: seen.append(packet.Packetizer.__init__))
     assert verify.load_state("inventory.py") == "state"
     assert seen == [ssh_stalls._init_without_nagle]

@@ -133,6 +133,10 @@ def fleet_problems(redis_hosts: Sequence[str], lb_hosts: Sequence[str], gateway_
                         f"for the whole service: keep one host in the `redis` group")
     if redis_hosts and not gateway_hosts:
         problems.append("redis: no gateways use it; add hosts to the `litellm` group or remove the `redis` group")
+    for name, settings in gateways.items() if not redis_hosts else ():
+        for alias in settings.cached_aliases:
+            problems.append(f"{name}: model_aliases[{alias!r}].cache_ttl needs a `redis` host to keep the cache "
+                            f"in; add one to the inventory, or set cache_ttl to None")
     if lb_hosts and not gateway_hosts:
         problems.append("lb: no gateways to balance; add hosts to the `litellm` group or remove the `lb` group")
     for name, settings in gateways.items() if lb_hosts else ():

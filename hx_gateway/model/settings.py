@@ -40,6 +40,8 @@ class ModelAlias:
     ollama_model: str
     kind: Kind
     backends: tuple[str, ...]
+    # Seconds a response stays in the shared Redis cache; None: never cached (the default).
+    cache_ttl: int | None = None
 
     def route(self, chat_route: str) -> str:
         """LiteLLM's model string. Chat: ollama_chat/ lets Ollama apply the model's chat template;
@@ -99,6 +101,11 @@ class Settings:
     @property
     def alias_names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.model_aliases)
+
+    @property
+    def cached_aliases(self) -> dict[str, int]:
+        """Alias -> seconds its responses stay in the shared cache (only the aliases that opt in)."""
+        return {a.name: a.cache_ttl for a in self.model_aliases if a.cache_ttl}
 
     @property
     def public_models(self) -> tuple[str, ...]:
@@ -205,6 +212,32 @@ def _parse_date(value: Any, where: str, problems: list[str]) -> dt.date | None:
         return None
 
 
+# What one entry of model_aliases / client_keys may hold (group_data/all.py explains each).
+ALIAS_FIELDS = ("name", "ollama_model", "kind", "backends", "cache_ttl")
+CLIENT_KEY_FIELDS = ("name", "models", "rpm", "max_concurrent", "expires")
+CACHE_TTL_MAX = 7 * 24 * 3600
+
+
+def _unknown_fields(raw: Mapping[str, Any], known: tuple[str, ...], where: str) -> list[str]:
+    """A misspelt field of an alias or a client key would be ignored like a misspelt knob."""
+    problems = []
+    for name in sorted(set(raw) - set(known), key=str):
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        hint = f"did you mean `{close[0]}`?" if close else f"the fields are {', '.join(known)}"
+        problems.append(f"{where}: unknown field {name!r} (it would be ignored); {hint}")
+    return problems
+
+
+def _cache_ttl(value: Any, where: str, problems: list[str]) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= CACHE_TTL_MAX:
+        problems.append(f"{where}.cache_ttl: {value!r} is out of range; set seconds from 1 to {CACHE_TTL_MAX}, "
+                        f"or None to never cache this alias")
+        return None
+    return value
+
+
 def _unique_name(name: Any, where: str, seen: set[str], what: str, problems: list[str]) -> bool:
     """A valid name not seen before (a duplicate is listed, and still checked further)."""
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -228,6 +261,7 @@ def _aliases(data: Mapping[str, Any], backends: tuple[str, ...], problems: list[
         where = f"model_aliases[{name!r}]" if name else where
         if not _unique_name(name, where, seen, f"alias {name!r}", problems):
             continue
+        problems += _unknown_fields(raw, ALIAS_FIELDS, where)
         if not raw.get("ollama_model"):
             problems.append(f"{where}: ollama_model is missing; name the model as `ollama list` shows it")
         kind = raw.get("kind")
@@ -239,7 +273,8 @@ def _aliases(data: Mapping[str, Any], backends: tuple[str, ...], problems: list[
                 problems.append(f"{where}: backend {backend!r} is not in `backends`; add it there first")
         if not alias_backends:
             problems.append(f"{where}: has no backend; list at least one in `backends`")
-        aliases.append(ModelAlias(name, str(raw.get("ollama_model") or ""), kind, alias_backends))  # type: ignore[arg-type]
+        aliases.append(ModelAlias(name, str(raw.get("ollama_model") or ""), kind, alias_backends,  # type: ignore[arg-type]
+                                  _cache_ttl(raw.get("cache_ttl"), where, problems)))
     if not aliases and not problems:
         problems.append("model_aliases: empty; declare at least one alias")
     return tuple(aliases)
@@ -274,6 +309,7 @@ def _client_keys(data: Mapping[str, Any], public: set[str], problems: list[str])
         where = f"client_keys[{name or index!r}]"
         if not _unique_name(name, where, seen, "client key name", problems):
             continue
+        problems += _unknown_fields(raw, CLIENT_KEY_FIELDS, where)
         models = tuple(raw.get("models") or ())
         for model in models:
             if model not in public:
@@ -299,6 +335,10 @@ def _extra(data: Mapping[str, Any], name: str, problems: list[str]) -> dict[str,
              "disable_hf_tokenizer_download", "drop_params", "request_timeout"}
     for key in sorted(owned & set(value)):
         problems.append(f"{name}.{key}: set by its own variable; use that instead")
+    # Caching is opt-in per alias: a LiteLLM-wide switch would cache every alias.
+    for key in sorted({"cache", "cache_params", "cache_responses"} & set(value)):
+        problems.append(f"{name}.{key}: response caching is set per alias; give the alias a `cache_ttl` "
+                        f"(seconds) in model_aliases instead")
     return dict(value)
 
 

@@ -41,6 +41,8 @@ VALIDATION_PLAN: dict[str, str] = {
     "backend_has_model": "each backend carries every Ollama model its aliases need",
 }
 
+# A burst must reach the backends, also for an alias whose repeated answers come from the cache.
+BYPASS_CACHE = {"cache": {"no-cache": True, "no-store": True}}
 BURST_REQUESTS = 24
 BURST_CONCURRENCY = 6
 BURST_ATTEMPTS = 3
@@ -219,7 +221,8 @@ def _fan_out_check(client: httpx.Client, settings: Settings, host: str, alias: A
 
     def one(_: int) -> str:
         response = _call(client, "POST", "/v1/chat/completions", headers=auth,
-                         json={"model": alias.name, "messages": [{"role": "user", "content": "which backend?"}]})
+                         json={"model": alias.name, "messages": [{"role": "user", "content": "which backend?"}],
+                               **(BYPASS_CACHE if alias.cache_ttl else {})})
         if isinstance(response, Exception) or response.status_code != 200:
             return "error"
         return response.headers.get("x-litellm-model-api-base", "unknown")

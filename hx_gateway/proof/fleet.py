@@ -3,13 +3,15 @@ UP in every balancer, and clients served through the balancers with the load spr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from hx_gateway.model.fleet import Fleet, LbSettings, RedisSettings
 from hx_gateway.model.secrets import Secrets
+from hx_gateway.model.settings import ModelAlias, Settings
 from hx_gateway.proof.checks import Check
 
 FLEET_VALIDATION_PLAN: dict[str, str] = {
@@ -19,6 +21,8 @@ FLEET_VALIDATION_PLAN: dict[str, str] = {
     "balancer_serves_models": "through each balancer, /v1/models answers 200 with the key",
     "balancer_unauthenticated_gets_401": "through each balancer, a request without a key is refused with 401",
     "burst_reaches_every_gateway": "a concurrent burst through each balancer reaches every gateway",
+    "cache_shared_by_every_gateway": "for each alias with a cache_ttl, a request answered once is answered from "
+                                     "the shared cache by every gateway",
 }
 BURST_REQUESTS = 16
 BURST_CONCURRENCY = 8
@@ -75,3 +79,39 @@ def _get(client: httpx.Client, auth: dict[str, str]) -> int:
         return client.get("/v1/models", headers=auth).status_code
     except httpx.HTTPError:
         return 0
+
+
+def _cacheable_request(alias: ModelAlias) -> tuple[str, dict]:
+    """A request no client has sent before (so the first answer cannot come from the cache)."""
+    text = f"hx-gateway verify {os.urandom(8).hex()}"
+    if alias.kind == "embedding":
+        return "/v1/embeddings", {"model": alias.name, "input": text}
+    return "/v1/chat/completions", {"model": alias.name, "messages": [{"role": "user", "content": text}]}
+
+
+def _from_cache(url: str, path: str, body: dict, auth: dict[str, str]) -> str:
+    """`hit`, `miss` (LiteLLM names the cache key only on an answer from the cache) or what went wrong."""
+    try:
+        response = httpx.post(f"{url}{path}", json=body, headers=auth, timeout=60)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    return "hit" if response.headers.get("x-litellm-cache-key") else "miss"
+
+
+def cache_checks(gateways: Sequence[tuple[str, Settings]], secrets: Secrets) -> list[Check]:
+    """Each cached alias: a new request to the first gateway, then the same to every gateway."""
+    auth = {"Authorization": f"Bearer {secrets.master_key}"}
+    first_name, first = gateways[0]
+    checks = []
+    for alias in (a for a in first.model_aliases if a.cache_ttl):
+        path, body = _cacheable_request(alias)
+        seen = {f"{first_name} (first)": _from_cache(first.gateway_url, path, body, auth)}
+        seen |= {name: _from_cache(settings.gateway_url, path, body, auth) for name, settings in gateways}
+        repeats = list(seen.values())[1:]
+        checks.append(Check(first_name, f"cache_shared_by_every_gateway[{alias.name}]",
+                            list(seen.values())[0] == "miss" and all(r == "hit" for r in repeats),
+                            "miss, then a hit on every gateway", ", ".join(f"{k}: {v}" for k, v in seen.items()),
+                            "journalctl -u litellm (cache lines); is Redis reachable (redis_lets_the_gateway_in)?"))
+    return checks

@@ -150,6 +150,13 @@ def service_environment(settings: Settings, runtime_directory: str) -> dict[str,
         "HOME": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
         "GRACEFUL_SHUTDOWN_TIMEOUT": str(settings.drain_timeout),  # LiteLLM's drain at SIGTERM
+        # After Redis failed, LiteLLM's own Redis clients (cache, router) try it again after this many
+        # seconds, as hx_auth's limits do (its default, 60 s, kept the cache off a minute after Redis was back).
+        "REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "5",
+        # alias=seconds,...: the aliases whose responses hx_auth.caching opts into the shared cache
+        # (alias names hold no '=', ',', quote or space, so systemd's Environment= needs no quoting).
+        **({"HX_CACHE_TTLS": ",".join(f"{a}={t}" for a, t in sorted(settings.cached_aliases.items()))}
+           if settings.cached_aliases else {}),
     }
 
 

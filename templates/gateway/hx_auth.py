@@ -18,6 +18,9 @@ Limits are counted where every process that serves the key sees them:
     RuntimeDirectory (HX_LIMITS_DB), shared by this gateway's workers. A gateway that loses Redis
     says so in its journal, keeps enforcing its own limits, and tries Redis again every few seconds:
     nothing restarts, no request is let in without a valid key, none gets a 500.
+
+`hx_auth.caching` (listed only when an alias has a cache_ttl) opts those aliases' requests into
+LiteLLM's Redis response cache, and no other request.
 """
 
 from __future__ import annotations
@@ -412,6 +415,43 @@ class ConnectionFailover(CustomLogger):
 
 
 failover = ConnectionFailover()
+
+
+def parse_cache_ttls(value: str) -> dict[str, int]:
+    """HX_CACHE_TTLS, `alias=seconds,...` (rendered by the deploy from model_aliases' cache_ttl)."""
+    pairs = (item.split("=", 1) for item in value.split(",") if "=" in item)
+    return {alias: int(seconds) for alias, seconds in pairs}
+
+
+CACHE_TTLS = parse_cache_ttls(os.environ.get("HX_CACHE_TTLS", ""))
+# What a client may still say about an opted-in alias: skip reading, or skip writing, the cache.
+CLIENT_CACHE_CONTROLS = ("no-cache", "no-store")
+
+
+def cache_request(data: dict, ttls: dict[str, int] = CACHE_TTLS) -> dict:
+    """Opt the request into LiteLLM's cache (mode default_off) when its alias has a cache_ttl.
+
+    Only the operator opts an alias in: a client's own `cache` parameter is dropped for any other
+    alias (it would otherwise cache there with no expiry); for a cached alias the client may send
+    no-cache / no-store, never a longer ttl. The cache key is the request (alias, messages,
+    parameters), not the key: identical requests share a response whichever key sent them."""
+    asked = data.pop("cache", None)
+    ttl = ttls.get(data.get("model") or "")
+    if ttl:
+        controls = {name: True for name in CLIENT_CACHE_CONTROLS if isinstance(asked, dict) and asked.get(name) is True}
+        data["cache"] = {"use-cache": True, "ttl": ttl, **controls}
+    return data
+
+
+class ResponseCache(CustomLogger):
+    """Loaded only when some alias has a cache_ttl (config.yaml's callbacks)."""
+
+    async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict,
+                                  call_type: Any) -> dict:
+        return cache_request(data)
+
+
+caching = ResponseCache()
 
 
 def _load_sibling(name: str) -> Any:
