@@ -77,8 +77,7 @@ def roll_of(records: list[dict]) -> str | None:
     rolling = [r for r in records if r["kind"] == "restart" and r.get("roll_order")]
     if not rolling:
         return None
-    order, restarting = rolling[0]["roll_order"], {r["roll_member"] for r in rolling}
-    return roll_summary([m for m in order if m in restarting], len(order), rolling[0]["balancers"])
+    return roll_summary(rolling[0]["roll_order"], {r["roll_member"] for r in rolling}, rolling[0]["balancers"])
 
 
 def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: dict[str, list[str]]) -> dict[str, Any]:

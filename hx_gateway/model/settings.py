@@ -147,6 +147,12 @@ def knob_names() -> tuple[str, ...]:
     return (*GATEWAY_KNOBS, *BACKEND_KNOBS, *REDIS_KNOBS, *LB_KNOBS)
 
 
+def _closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name a misspelling most likely meant, if any is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def unknown_knob_problems(data: Mapping[str, Any], foreign: Iterable[str] = ()) -> list[str]:
     """Names in host data that are no knob of this deploy: a misspelt knob would be ignored and its
     default applied without a word. `foreign`: names pyinfra itself reads (connector data); names
@@ -156,8 +162,8 @@ def unknown_knob_problems(data: Mapping[str, Any], foreign: Iterable[str] = ()) 
     for name in sorted(data):
         if name.startswith("_") or name in known or name in ignored:
             continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"did you mean `{close[0]}`? Rename it" if close else "remove it, or see the README's Variables table"
+        close = _closest(name, known)
+        hint = f"did you mean `{close}`? Rename it" if close else "remove it, or see the README's Variables table"
         problems.append(f"{name}: not a knob of this deploy (it would be ignored); {hint}")
     return problems
 
@@ -222,8 +228,8 @@ def _unknown_fields(raw: Mapping[str, Any], known: tuple[str, ...], where: str) 
     """A misspelt field of an alias or a client key would be ignored like a misspelt knob."""
     problems = []
     for name in sorted(set(raw) - set(known), key=str):
-        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
-        hint = f"did you mean `{close[0]}`?" if close else f"the fields are {', '.join(known)}"
+        close = _closest(str(name), known)
+        hint = f"did you mean `{close}`?" if close else f"the fields are {', '.join(known)}"
         problems.append(f"{where}: unknown field {name!r} (it would be ignored); {hint}")
     return problems
 

@@ -107,11 +107,11 @@ def cache_checks(gateways: Sequence[tuple[str, Settings]], secrets: Secrets) -> 
     checks = []
     for alias in (a for a in first.model_aliases if a.cache_ttl):
         path, body = _cacheable_request(alias)
-        seen = {f"{first_name} (first)": _from_cache(first.gateway_url, path, body, auth)}
-        seen |= {name: _from_cache(settings.gateway_url, path, body, auth) for name, settings in gateways}
-        repeats = list(seen.values())[1:]
+        answer = _from_cache(first.gateway_url, path, body, auth)
+        repeats = {name: _from_cache(settings.gateway_url, path, body, auth) for name, settings in gateways}
+        seen = f"{first_name} (first): {answer}, " + ", ".join(f"{k}: {v}" for k, v in repeats.items())
         checks.append(Check(first_name, f"cache_shared_by_every_gateway[{alias.name}]",
-                            list(seen.values())[0] == "miss" and all(r == "hit" for r in repeats),
-                            "miss, then a hit on every gateway", ", ".join(f"{k}: {v}" for k, v in seen.items()),
+                            answer == "miss" and all(r == "hit" for r in repeats.values()),
+                            "miss, then a hit on every gateway", seen,
                             "journalctl -u litellm (cache lines); is Redis reachable (redis_lets_the_gateway_in)?"))
     return checks

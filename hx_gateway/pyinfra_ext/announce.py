@@ -39,8 +39,7 @@ def roll_line(state: State) -> str | None:
     roll = getattr(state, ROLL_ATTRIBUTE, None)
     if not roll:
         return None
-    restarting = [name for name in roll["order"] if name in roll["restarting"]]
-    return roll_summary(restarting, len(roll["order"]), roll["balancers"])
+    return roll_summary(roll["order"], roll["restarting"], roll["balancers"])
 
 
 class PlanSummary(BaseStateCallback):

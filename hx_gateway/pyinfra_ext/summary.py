@@ -7,6 +7,8 @@ line, or as a listing; pyinfra_ext/announce.py prints them at the end of a dry r
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 
 def plan_verdict(plan: list[dict], hosts: list[str], degraded: dict[str, list[str]] | None = None) -> str:
     """From pyinfra's own plan (build_plan_json): the verdict in one line; `degraded`: host -> the
@@ -39,7 +41,9 @@ def plan_listing(plan: list[dict], hosts: list[str]) -> list[str]:
     return lines
 
 
-def roll_summary(restarting: list[str], gateways: int, balancers: int) -> str:
-    """A rolling restart in one line: its order, and the capacity left while each gateway restarts."""
-    return (f"Rolling restart: {' -> '.join(restarting)}, one gateway at a time, each drained in {balancers} "
-            f"balancer(s) first; while one restarts {gateways - 1} of {gateways} gateways serve")
+def roll_summary(order: list[str], restarting: Collection[str], balancers: int) -> str:
+    """A rolling restart in one line: the gateways that restart, in the roll's order (`order`: every
+    gateway behind the balancers), and the capacity left while each one restarts."""
+    rolled = [name for name in order if name in restarting]
+    return (f"Rolling restart: {' -> '.join(rolled)}, one gateway at a time, each drained in {balancers} "
+            f"balancer(s) first; while one restarts {len(order) - 1} of {len(order)} gateways serve")
