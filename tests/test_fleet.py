@@ -253,9 +253,10 @@ CANARY_DROP_IN = "/run/systemd/system/hx-litellm-canary-.service.d"  # every can
 
 
 def test_a_gateway_that_fails_stops_the_roll_and_the_others_keep_serving(fleet, tmp_path):
-    """The first gateway's new state cannot start there (a drop-in on that host alone fails every
-    canary): the run fails naming it, the second gateway is never restarted, both keep serving the
-    previous state with its files, and clients through the balancer see no error."""
+    """Whichever gateway pyinfra's serial run reaches first, its new state cannot start (a drop-in on
+    every gateway fails every canary): the run fails naming it, the other is never restarted, both
+    keep serving the previous state with its files, and clients through the balancer see no error.
+    (Failing both: pyinfra's serial order follows a set of hosts, not the order --dry announces.)"""
     changed = tmp_path / "changed"
     changed.mkdir()
     (changed / "all.py").write_text(FLEET_DATA)
@@ -266,16 +267,20 @@ def test_a_gateway_that_fails_stops_the_roll_and_the_others_keep_serving(fleet, 
             "while one restarts 1 of 2 gateways serve") in dry.output, dry.output[-3000:]
     configs = {g: exec_in(g, "sha256sum", "/etc/litellm/config.yaml") for g in GATEWAYS}
     pids = [main_pid(g) for g in GATEWAYS]
-    exec_in("hx-api", "sh", "-c", f"mkdir -p {CANARY_DROP_IN} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
-                                  f"> {CANARY_DROP_IN}/fail.conf && systemctl daemon-reload")
+    for gateway in GATEWAYS:
+        exec_in(gateway, "sh", "-c", f"mkdir -p {CANARY_DROP_IN} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
+                                     f"> {CANARY_DROP_IN}/fail.conf && systemctl daemon-reload")
     try:
         with Load(fleet.lb_url, fleet.auth(), clients=4) as load:
             run = fleet.deploy(group_data=changed)
     finally:
-        exec_in("hx-api", "sh", "-c", f"rm -rf {CANARY_DROP_IN} && systemctl daemon-reload")
+        for gateway in GATEWAYS:
+            exec_in(gateway, "sh", "-c", f"rm -rf {CANARY_DROP_IN} && systemctl daemon-reload")
     assert run.returncode != 0
-    assert "@docker/hx-api: the new state failed its canary start" in run.output, run.output[-4000:]
-    assert "@docker/hx-api2: not restarted: the rolling restart stopped at @docker/hx-api" in run.output
+    failed = [g for g in GATEWAYS if f"@docker/{g}: the new state failed its canary start" in run.output]
+    assert len(failed) == 1, run.output[-4000:]  # the first one stops the roll: the other never tries
+    (other,) = set(GATEWAYS) - set(failed)
+    assert f"@docker/{other}: not restarted: the rolling restart stopped at @docker/{failed[0]}" in run.output
     assert set(load.outcomes) == {200}, load.outcomes
     assert [main_pid(g) for g in GATEWAYS] == pids
     assert {g: exec_in(g, "sha256sum", "/etc/litellm/config.yaml") for g in GATEWAYS} == configs
