@@ -1,6 +1,6 @@
 """A rolling restart of the gateways behind the `lb` hosts: one gateway at a time.
 
-For each gateway (pyinfra runs this python.call with `_serial=True`, host after host): drain it in
+For each gateway, in the announced order (one turn per gateway: tasks/gateway/service.py): drain it in
 every balancer (runtime API: no new requests), wait (bounded by its drain_timeout) for the requests
 in flight, start the new state as a canary, restart, check health and smoke, put it back and wait
 until every balancer sees it UP; only then the next. A gateway that fails stops the roll: it is

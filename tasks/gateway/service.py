@@ -40,6 +40,21 @@ def _record_restart(settings: Settings, starts: bool, causes: dict[str, object],
                        f"{', '.join(why)} change")
 
 
+def _plan_roll_turn(settings: Settings, fleet: Fleet, restart_needed: object) -> None:
+    """Behind balancers one gateway restarts at a time, in the order --dry and the ticket announce
+    (`fleet.gateways`). Every gateway plans the same loop of turns (`host.loop`: one operation per
+    position) and takes only its own; pyinfra runs the turns in the loop's order, since they all
+    follow the same operation (the unit file, which every gateway plans). A single `_serial`
+    operation would run in pyinfra's order of active hosts, which is a set's."""
+    me = fleet.member(host.name)
+    total = len(fleet.gateways)
+    for position, turn in enumerate(host.loop(fleet.gateways), start=1):
+        if turn == me:
+            python.call(name=f"Rolling restart of {settings.service_name}, turn {position} of {total}: drain in "
+                             f"{len(fleet.lbs)} balancer(s), canary, restart, health, back in rotation",
+                        function=rolled_restart, settings=settings, fleet=fleet, _if=restart_needed)
+
+
 @deploy("Service")
 def service(settings: Settings, workers: int, backend_addresses: list[str],
             restart_triggers: dict[str, object], unit_state: dict, fleet: Fleet) -> None:
@@ -57,7 +72,10 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
     # Only what will run is planned (each decided from the plan's facts), so the preview's set of
     # changes is the deploy's: a fresh host starts the service and has nothing to canary or restart.
     # The `_if`s stay as a guard at run time: they skip a step whose cause did not change after all.
-    if unit.will_change:
+    rolls = restarts and bool(fleet.lbs)
+    if rolls:
+        _plan_roll_turn(settings, fleet, any_changed(*triggers.values()))
+    elif unit.will_change:  # (a roll's restart reloads systemd itself)
         systemd.daemon_reload(name="systemd daemon-reload (unit changed)", _if=unit.did_change)
     started = None
     if not (active and enabled):
@@ -65,13 +83,7 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
                                   running=True, enabled=True)
     _record_restart(settings, not active, triggers, fleet)
     restarted = None
-    if restarts and fleet.lbs:
-        # Behind balancers: one gateway at a time, drained first (the roll includes canary and health).
-        python.call(name=f"Rolling restart of {settings.service_name}: drain in {len(fleet.lbs)} balancer(s), "
-                         f"canary, restart, health, back in rotation; one gateway at a time",
-                    function=rolled_restart, settings=settings, fleet=fleet, _if=any_changed(*triggers.values()),
-                    _serial=True)
-    elif restarts:
+    if restarts and not rolls:
         restart_needed = any_changed(*triggers.values())
         python.call(name="Canary: the new state starts on a spare port before the restart (else restore)",
                     function=new_state_starts_or_restored, settings=settings, _if=restart_needed)
