@@ -20,15 +20,17 @@ class ComponentPreflightError(Refusal):
 
 
 def read_component_host(component: str, name: str, unit: str, package: str, files: list[ManagedFile],
-                        directories: tuple[ManagedDirectory, ...] = ()) -> dict:
-    """The host's addresses, what `name` resolves to there, the unit and the package; the managed
-    files' states are kept for the operations planned after (one round trip)."""
+                        directories: tuple[ManagedDirectory, ...] = (), reloads: bool = False) -> dict:
+    """The host's addresses, what `name` resolves to there, the unit (with those of `files` changed
+    after it last read them; `reloads`: it reloads by starting new workers) and the package; the
+    managed files' states are kept for the operations planned after (one round trip)."""
     if not host.get_fact(Which, command="python3"):
         raise ComponentPreflightError(f"preflight failed on {host.name} ({component}); nothing was changed:\n"
                                       f"  - python3 is missing: the deploy reads hosts with it; install it once "
                                       f"(apt-get install python3-minimal) and run again")
     facts, _ = read_together((ComponentHost, {"host_name": name, "units": (unit,), "packages": (package,),
-                                              "directories": tuple(d.path for d in directories)}),
+                                              "directories": tuple(d.path for d in directories),
+                                              "reads": tuple(f.path for f in files), "reloads": reloads}),
                              (FileStates, file_states_arguments(files)))
     return facts
 
@@ -54,13 +56,16 @@ def activate(unit: str, state: dict, changed: list, reload: bool, check: str, ch
     if not (active and enabled):
         started = systemd.service(name=f"{unit} enabled and running", service=unit, running=True, enabled=True)
         server.shell(name=check_name, commands=[check], _if=started.did_change)
-    if active and any(op.will_change for op in changed):
-        verb = "Reload" if reload else "Restart"
-        if reload:
-            done = systemd.service(name=f"{verb} {unit} (its configuration changed)", service=unit, reloaded=True,
-                                   _if=any_changed(*changed))
-        else:
-            done = restart_service(name=f"{verb} {unit} (its configuration changed)", service=unit,
-                                   _if=any_changed(*changed))
-        server.shell(name=check_name, commands=[check], _if=done.did_change)
+    verb = "Reload" if reload else "Restart"
+    if active and state.get("stale"):  # the files are as declared, but the running unit never read them
+        why, needed = f"{', '.join(state['stale'])} changed after it last read them: an earlier run stopped", []
+    elif active and any(op.will_change for op in changed):
+        why, needed = "its configuration changed", any_changed(*changed)
+    else:
+        return
+    if reload:
+        done = systemd.service(name=f"{verb} {unit} ({why})", service=unit, reloaded=True, _if=needed)
+    else:
+        done = restart_service(name=f"{verb} {unit} ({why})", service=unit, _if=needed)
+    server.shell(name=check_name, commands=[check], _if=done.did_change)
 

@@ -9,6 +9,7 @@ import hmac
 import http.server
 import inspect
 import json
+import os
 import platform
 import shutil
 import socket
@@ -16,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -75,9 +77,40 @@ def test_secret_entries_are_keyed_digests_never_the_values(tmp_path: Path):
 def test_pyinfra_sees_each_programs_arguments_as_the_facts_arguments():
     # pyinfra binds get_fact's arguments against the signature of `command`.
     assert list(inspect.signature(GatewayHost.command).parameters) == [
-        "self", "bind_port", "venv_root", "account", "directories", "unit"]
+        "self", "bind_port", "venv_root", "account", "directories", "unit", "reads"]
     bound = inspect.getcallargs(GatewayHost().command, 4000, "/opt/litellm")
     assert bound["bind_port"] == 4000 and bound["unit"] == ""
+
+
+def test_a_process_start_is_read_from_proc_in_the_same_clock_as_file_times(tmp_path: Path):
+    before = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        started = host_facts.process_started(child.pid)
+        assert started is not None and before - 0.05 <= started <= time.time() + 0.05
+        assert child.pid in host_facts.children(os.getpid())
+        assert host_facts.loaded_since(os.getpid(), reloads=True) == pytest.approx(started, abs=0.05)
+        assert host_facts.loaded_since(os.getpid(), reloads=False) < started
+    finally:
+        child.kill()
+        child.wait()
+    assert host_facts.process_started(2**22 + 7) is None and host_facts.loaded_since(0, reloads=False) is None
+
+
+def test_files_written_after_the_process_read_them_are_stale_and_older_ones_are_not(tmp_path: Path):
+    old, new, link = tmp_path / "old.yaml", tmp_path / "new.yaml", tmp_path / "current"
+    old.write_text("a")
+    new.write_text("b")
+    link.symlink_to(tmp_path / "nowhere")  # lstat: the link's own time, whatever it points to
+    since = time.time()
+    os.utime(old, (since - 60, since - 60))
+    os.utime(new, (since + 60, since + 60))
+    paths = [str(old), str(new), str(link), str(tmp_path / "missing")]
+    assert host_facts.newer_than(paths, since) == [str(new)]
+    assert host_facts.newer_than(paths, since - 30) == [str(new), str(link)]
+    # Within the slack (a clock tick, two clock readings): not stale.
+    os.utime(new, (since + host_facts.STALE_SLACK_S / 2,) * 2)
+    assert host_facts.newer_than([str(new)], since) == []
 
 
 @pytest.mark.parametrize("with_ss", [True, False], ids=["ss", "proc-without-ss"])

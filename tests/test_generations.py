@@ -61,6 +61,20 @@ def test_snapshot_once_per_state_then_restore_previous(host):
     assert Path(host["files"][0]["path"]).read_text() == "timeout: 45\n"
 
 
+def test_restored_files_keep_the_time_they_were_first_written(host):
+    """A restore puts back what a running service may already have read (a canary that failed): the
+    files keep their first time, or the next deploy would take them for new ones and restart."""
+    deploy(host, "timeout: 30\n", "venv-a")
+    config, venv_a = host["files"][0]["path"], str(Path(host["venv_root"]) / "venvs" / "venv-a")
+    os.utime(config, (1_000_000, 1_000_000))
+    os.utime(venv_a, (2_000_000, 2_000_000))
+    tool.snapshot(host, "deployed")
+    deploy(host, "timeout: 45\n", "venv-b")
+    assert tool.restore(host, "previous")["restored"]
+    assert os.stat(config).st_mtime == 1_000_000
+    assert os.lstat(Path(host["venv_root"]) / "current").st_mtime == 2_000_000
+
+
 def test_a_generation_keeps_a_file_that_did_not_exist_as_absent(host):
     deploy(host, "timeout: 30\n", "venv-a")
     os.unlink(host["files"][1]["path"])

@@ -145,11 +145,71 @@ def _directory(path: str) -> dict[str, Any] | None:
     return {"is_dir": True, **ownership(st)}
 
 
-def _unit_state(unit: str) -> dict[str, bool]:
+# A file counts as newer than the running process only by more than this: the process's start is
+# known to a clock tick (10 ms) and derived from two clock readings.
+STALE_SLACK_S = 0.5
+
+
+def process_started(pid: int) -> float | None:
+    """When a process started, as a Unix time. proc(5): field 22 of /proc/PID/stat is its start in
+    clock ticks after boot (CLOCK_BOOTTIME)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            after_name = fh.read().rsplit(")", 1)[1].split()  # the name (field 2) may hold spaces
+        ticks = int(after_name[19])  # field 22; after_name starts at field 3
+    except (OSError, IndexError, ValueError):
+        return None
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME) + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (field 4 of /proc/PID/stat)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent = fh.read().rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if parent == str(pid):
+                found.append(int(entry))
+    return found
+
+
+def loaded_since(main_pid: int, reloads: bool) -> float | None:
+    """When the unit's running processes last read their configuration: its main process's start;
+    for a unit that reloads by starting new workers (HAProxy's master-worker mode), its newest child's."""
+    if main_pid <= 0:
+        return None
+    started = [process_started(pid) for pid in [main_pid, *(children(main_pid) if reloads else [])]]
+    return max((t for t in started if t is not None), default=None)
+
+
+def newer_than(paths: list[str], since: float) -> list[str]:
+    """The paths changed after `since` (a Unix time): written after the process read them. lstat: a
+    symlink switched atomically (the venv's `current`) counts by its own time."""
+    newer = []
+    for path in paths:
+        try:
+            if os.lstat(path).st_mtime > since + STALE_SLACK_S:
+                newer.append(path)
+        except OSError:
+            continue  # not there: the deploy writes it, a change of its own
+    return newer
+
+
+def _unit_state(unit: str, reads: list[str] | None = None, reloads: bool = False) -> dict[str, Any]:
+    """active and enabled; `stale`: those of the files it `reads` that changed after the running
+    processes read them (a run that wrote them and stopped before the restart or reload)."""
     if not unit:
         return {}
-    shown = output_of(["systemctl", "show", "-p", "ActiveState", "-p", "UnitFileState", unit]).split()
-    return {"active": "ActiveState=active" in shown, "enabled": "UnitFileState=enabled" in shown}
+    shown = output_of(["systemctl", "show", "-p", "ActiveState", "-p", "UnitFileState", "-p", "MainPID", unit]).split()
+    state: dict[str, Any] = {"active": "ActiveState=active" in shown, "enabled": "UnitFileState=enabled" in shown}
+    main_pid = next((int(w.split("=", 1)[1]) for w in shown if w.startswith("MainPID=")), 0)
+    since = loaded_since(main_pid, reloads) if state["active"] and reads else None
+    state["stale"] = newer_than(reads or [], since) if since is not None else []
+    return state
 
 
 def _read(path: str) -> str:
@@ -190,9 +250,11 @@ def addresses() -> list[str]:
 
 
 def gateway_host(bind_port: int, venv_root: str, account: list[str] | None = None,
-                 directories: list[str] | None = None, unit: str = "") -> dict[str, Any]:
+                 directories: list[str] | None = None, unit: str = "", reads: list[str] | None = None,
+                 ) -> dict[str, Any]:
     """Everything preflight needs from a gateway host. `account` (user, group), `directories` and
-    `unit`: their state, so the deploy calls the operations that manage them only when it differs."""
+    `unit`: their state, so the deploy calls the operations that manage them only when it differs;
+    `reads`: the files the unit reads (its state says which changed after it started)."""
     user, group = account or ("", "")
     current = os.path.join(venv_root, "current")
     target = os.path.realpath(current) if os.path.islink(current) else ""
@@ -214,7 +276,7 @@ def gateway_host(bind_port: int, venv_root: str, account: list[str] | None = Non
         "venv": target,
         "account": _account(user, group) if user else {},
         "directories": {d: _directory(d) for d in directories or []},
-        "unit": _unit_state(unit),
+        "unit": _unit_state(unit, reads),
     }
 
 
@@ -313,10 +375,12 @@ def venv_litellm(venv_root: str) -> str:
 
 # -- the service's other components ---------------------------------------------------------------
 
-def component_host(name: str, units: list[str], packages: list[str], directories: list[str]) -> dict[str, Any]:
+def component_host(name: str, units: list[str], packages: list[str], directories: list[str],
+                   reads: list[str] | None = None, reloads: bool = False) -> dict[str, Any]:
     """What preflight needs from a Redis or HAProxy host: its addresses, what its inventory name
-    resolves to on it, its units' state, the installed versions of the packages (dpkg) and the
-    state of the directories the deploy manages."""
+    resolves to on it, its units' state (with the files they `reads` that changed after they last
+    read them; `reloads`: the unit reloads by starting new workers), the installed versions of the
+    packages (dpkg) and the state of the directories the deploy manages."""
     try:
         resolves = sorted({info[4][0] for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)})
     except OSError:
@@ -326,7 +390,7 @@ def component_host(name: str, units: list[str], packages: list[str], directories
         shown = output_of(["dpkg-query", "-W", "-f", "${Status}\t${Version}", package])
         status, _, version = shown.partition("\t")
         versions[package] = version if status.endswith(" installed") else ""
-    return {"addresses": addresses(), "resolves": resolves, "units": {u: _unit_state(u) for u in units},
+    return {"addresses": addresses(), "resolves": resolves, "units": {u: _unit_state(u, reads, reloads) for u in units},
             "versions": versions, "directories": {d: _directory(d) for d in directories}}
 
 

@@ -77,7 +77,7 @@ def snapshot(spec: dict, reason: str) -> dict:
     for index, item in enumerate(spec["files"]):
         if os.path.exists(item["path"]):
             stored = f"f{index}"
-            shutil.copyfile(item["path"], os.path.join(work, stored))
+            shutil.copy2(item["path"], os.path.join(work, stored))  # with its time: see _atomic_copy
             os.chmod(os.path.join(work, stored), 0o600)
             files[item["path"]] = {"stored": stored, "user": item["user"], "group": item["group"],
                                    "mode": item["mode"]}
@@ -91,13 +91,17 @@ def snapshot(spec: dict, reason: str) -> dict:
 
 
 def _atomic_copy(src: str, item: dict, dest: str) -> None:
-    """Write next to the destination with the final owner and mode, then rename over it."""
+    """Write next to the destination with the final owner and mode, then rename over it. The file
+    keeps the time it was first written: a service that started after that has read it, and the
+    deploy restarts a service only for files newer than its start (facts.py, `stale`)."""
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", dir=os.path.dirname(dest))
     try:
         os.fchmod(fd, int(item["mode"], 8))
         os.fchown(fd, pwd.getpwnam(item["user"]).pw_uid, grp.getgrnam(item["group"]).gr_gid)
         with open(src, "rb") as source, os.fdopen(fd, "wb") as target:
             shutil.copyfileobj(source, target)
+        written = os.stat(src)
+        os.utime(temp, ns=(written.st_atime_ns, written.st_mtime_ns))
         os.rename(temp, dest)
     except BaseException:
         if os.path.exists(temp):
@@ -132,6 +136,8 @@ def restore(spec: dict, which: str) -> dict:
     if venv and os.path.exists(os.path.join(venv, ".hx-venv-id")):
         current = os.path.join(spec["venv_root"], "current")
         os.symlink(venv, current + ".new")
+        built = os.stat(venv)  # the link is as old as the venv it names (see _atomic_copy)
+        os.utime(current + ".new", ns=(built.st_atime_ns, built.st_mtime_ns), follow_symlinks=False)
         os.replace(current + ".new", current)
     return {"restored": name, "created": meta["created"], "venv": venv, "files": sorted(meta["files"])}
 

@@ -90,8 +90,8 @@ class GatewayHost(_JsonFact):
     default = dict
 
     def program(self, bind_port: int, venv_root: str, account: tuple[str, str] = ("", ""),  # type: ignore[override]
-                directories: tuple[str, ...] = (), unit: str = "") -> Program:
-        return host_fact("gateway_host", bind_port, venv_root, list(account), list(directories), unit)
+                directories: tuple[str, ...] = (), unit: str = "", reads: tuple[str, ...] = ()) -> Program:
+        return host_fact("gateway_host", bind_port, venv_root, list(account), list(directories), unit, list(reads))
 
 
 class Listeners(_JsonFact):
@@ -157,8 +157,9 @@ class ComponentHost(_JsonFact):
     default = dict
 
     def program(self, host_name: str, units: tuple[str, ...], packages: tuple[str, ...],  # type: ignore[override]
-                directories: tuple[str, ...] = ()) -> Program:
-        return host_fact("component_host", host_name, list(units), list(packages), list(directories))
+                directories: tuple[str, ...] = (), reads: tuple[str, ...] = (), reloads: bool = False) -> Program:
+        return host_fact("component_host", host_name, list(units), list(packages), list(directories), list(reads),
+                         reloads)
 
 
 class RedisProbe(_JsonFact):

@@ -18,12 +18,14 @@ from hx_gateway.pyinfra_ext.operations import managed_file, restart_service
 from hx_gateway.pyinfra_ext.roll import rolled_restart
 
 
-def _record_restart(settings: Settings, starts: bool, causes: dict[str, object], fleet: Fleet) -> None:
+def _record_restart(settings: Settings, starts: bool, causes: dict[str, object], fleet: Fleet,
+                    stale: list[str]) -> None:
     """For the change ticket: will this run start or restart the service, and why."""
     if starts:
         changes.record("restart", settings.service_name, "start (not running yet): no clients are served before")
         return
     why = [label for label, op in causes.items() if op.will_change]
+    why += [f"{path} (written by an earlier run that stopped before the restart)" for path in stale]
     member = fleet.member(host.name)
     if why and fleet.lbs and member:
         order = [m.name for m in fleet.gateways]
@@ -64,7 +66,11 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
                         batch=tuple(managed.values()))
     triggers = {managed["unit"].path.rsplit("/", 1)[-1]: unit, **restart_triggers}
     active, enabled = bool(unit_state.get("active")), bool(unit_state.get("enabled"))
-    restarts = active and any(op.will_change for op in triggers.values())
+    # Files as declared but newer than the running service: an earlier run wrote them and stopped
+    # before the restart. They count as a change, or the service would never read them.
+    stale = unit_state.get("stale", []) if active else []
+    restarts = active and (bool(stale) or any(op.will_change for op in triggers.values()))
+    restart_needed = [] if stale else any_changed(*triggers.values())
     if active and enabled and not restarts:
         # Nothing the service reads changes (known now, from the plan's facts): every operation
         # below would be skipped by its _if, so none is planned and the preview lists none.
@@ -74,20 +80,21 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
     # The `_if`s stay as a guard at run time: they skip a step whose cause did not change after all.
     rolls = restarts and bool(fleet.lbs)
     if rolls:
-        _plan_roll_turn(settings, fleet, any_changed(*triggers.values()))
+        _plan_roll_turn(settings, fleet, restart_needed)
     elif unit.will_change:  # (a roll's restart reloads systemd itself)
         systemd.daemon_reload(name="systemd daemon-reload (unit changed)", _if=unit.did_change)
     started = None
     if not (active and enabled):
         started = systemd.service(name=f"{settings.service_name} enabled and running", service=settings.service_name,
                                   running=True, enabled=True)
-    _record_restart(settings, not active, triggers, fleet)
+    _record_restart(settings, not active, triggers, fleet, stale)
     restarted = None
     if restarts and not rolls:
-        restart_needed = any_changed(*triggers.values())
         python.call(name="Canary: the new state starts on a spare port before the restart (else restore)",
                     function=new_state_starts_or_restored, settings=settings, _if=restart_needed)
-        restarted = restart_service(name=f"Restart {settings.service_name} (unit, config, env or venv changed)",
+        why = (f"{', '.join(stale)} written by an earlier run that stopped before the restart" if stale
+               else "unit, config, env or venv changed")
+        restarted = restart_service(name=f"Restart {settings.service_name} ({why})",
                                     service=settings.service_name, _if=restart_needed)
     begun = restarted if restarts else started if not active else None  # enabling alone starts nothing
     if begun is not None:
@@ -95,4 +102,4 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
                     function=healthy_or_rolled_back, settings=settings, _if=begun.did_change)
     changed = [op for op in (started, *triggers.values()) if op is not None]
     keep_generation(name="Keep the state now serving as a generation", spec=spec_of(settings), reason="deployed",
-                    after_change=True, _if=any_changed(*changed))
+                    after_change=True, _if=[] if stale else any_changed(*changed))

@@ -63,7 +63,7 @@ def serves_every_gateway(fleet: Fleet) -> str:
 
 @deploy("Load balancer")
 def lb(plan: LbPlan) -> None:
-    facts = read_component_host("lb", host_part(plan.settings.host), UNIT, PACKAGE, [CONFIG])
+    facts = read_component_host("lb", host_part(plan.settings.host), UNIT, PACKAGE, [CONFIG], reloads=True)
     if not facts["versions"][PACKAGE]:
         apt.packages(name="Install haproxy (OS package)", packages=[PACKAGE], update=True)
     config = managed_file(name=f"HAProxy {CONFIG.path}", file=CONFIG, content=render_config(plan.settings, plan.fleet),

@@ -84,7 +84,9 @@ def redis(plan: RedisPlan) -> None:
     ops = {key: managed_file(name=f"Redis {file.path}" + (" (contents hidden)" if file.secret else ""), file=file,
                              content=contents[key], batch=batch, check=CHECK if key == "conf" else None)
            for key, file in FILES.items()}
-    if ops["hardening"].will_change:
+    if FILES["hardening"].path in facts["units"][UNIT].get("stale", []):  # an earlier run stopped before the reload
+        systemd.daemon_reload(name="systemd daemon-reload (Redis hardening changed in an earlier run)")
+    elif ops["hardening"].will_change:
         systemd.daemon_reload(name="systemd daemon-reload (Redis hardening changed)", _if=ops["hardening"].did_change)
     activate(UNIT, facts["units"][UNIT], list(ops.values()), reload=False,
              check=ANSWERS.format(port=settings.redis_port),
