@@ -58,7 +58,8 @@ def activate(unit: str, state: dict, changed: list, reload: bool, check: str, ch
         server.shell(name=check_name, commands=[check], _if=started.did_change)
     verb = "Reload" if reload else "Restart"
     if active and state.get("stale"):  # the files are as declared, but the running unit never read them
-        why, needed = f"{', '.join(state['stale'])} changed after it last read them: an earlier run stopped", []
+        why = f"{', '.join(state['stale'])} written by an earlier run that stopped before the {verb.lower()}"
+        needed: list | object = []
     elif active and any(op.will_change for op in changed):
         why, needed = "its configuration changed", any_changed(*changed)
     else:
