@@ -16,13 +16,15 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hx_gateway.model.plan import run_plans
+from hx_gateway.model.fleet import Fleet
+from hx_gateway.model.plan import HostPlan, run_plans
 from hx_gateway.model.settings import SettingsError
 from hx_gateway.proof.checks import VALIDATION_PLAN
-from hx_gateway.proof.fleet import FLEET_VALIDATION_PLAN
+from hx_gateway.proof.fleet import fleet_validation_plan
 from hx_gateway.proof.redaction import redact, redact_keys
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
@@ -48,15 +50,24 @@ def dry_run(inventory: str, pyinfra_options: list[str]) -> tuple[list[dict], lis
         return json.loads(result.stdout)["plan"], changes.read(log)
 
 
-def scope_of(inventory: str, group_data: list[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """Hosts with their groups, and every secret value the deploy would use (to redact, defence in depth)."""
+def scope_of(inventory: str, group_data: list[str]) -> tuple[dict[str, list[str]], list[str], dict[str, str]]:
+    """Hosts with their groups, every secret value the deploy would use (to redact, defence in depth),
+    and the checks verify will run afterwards."""
     state = load_inventory(inventory, group_data)
     hosts = {h.name: sorted(set(h.groups)) for h in state.inventory}
     try:
         plans = run_plans(state)
     except SettingsError:
-        return hosts, []  # the dry run itself reports it
-    return hosts, [v for plan in plans.values() if plan.gateway for v in plan.gateway.secrets.all_values()]
+        return hosts, [], dict(VALIDATION_PLAN)  # the dry run itself reports it
+    secrets = [v for plan in plans.values() if plan.gateway for v in plan.gateway.secrets.all_values()]
+    return hosts, secrets, validation_of(plans)
+
+
+def validation_of(plans: Mapping[str, HostPlan]) -> dict[str, str]:
+    """The checks verify runs after the deploy: the gateway's, and those of the parts this service has."""
+    gateways = [plan.gateway for plan in plans.values() if plan.gateway]
+    fleet = gateways[0].fleet if gateways else Fleet()
+    return {**VALIDATION_PLAN, **fleet_validation_plan(fleet, caches=any(g.settings.cached_aliases for g in gateways))}
 
 
 def rollback_plan(records: list[dict], inventory: str) -> str:
@@ -80,7 +91,8 @@ def roll_of(records: list[dict]) -> str | None:
     return roll_summary(rolling[0]["roll_order"], {r["roll_member"] for r in rolling}, rolling[0]["balancers"])
 
 
-def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: dict[str, list[str]]) -> dict[str, Any]:
+def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: dict[str, list[str]],
+                 validation: dict[str, str]) -> dict[str, Any]:
     names = sorted(hosts)
     per_host = {}
     for host in names:
@@ -96,7 +108,6 @@ def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: d
             "rollback": rollback_plan(mine, inventory) if "litellm" in hosts[host] else "not a gateway host",
         }
     groups = sorted({g for gs in hosts.values() for g in gs})
-    validation = {**VALIDATION_PLAN, **(FLEET_VALIDATION_PLAN if {"redis", "lb"} & set(groups) else {})}
     return {
         "title": "hx-gateway: LiteLLM gateway deploy",
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -157,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     except DryRunFailed as failed:
         print(f"the dry run failed; no ticket written:\n{failed}", file=sys.stderr)
         return 1
-    hosts, secrets = scope_of(args.inventory, args.group_data)
-    ticket = build_ticket(args.inventory, plan, records, hosts)
+    hosts, secrets, validation = scope_of(args.inventory, args.group_data)
+    ticket = build_ticket(args.inventory, plan, records, hosts, validation)
     markdown = redact(redact_keys(render_markdown(ticket)), secrets)
     twin = redact(redact_keys(json.dumps(ticket, indent=2)), secrets)
     args.out.write_text(markdown)

@@ -9,7 +9,9 @@ from conftest import defaults, random_key
 from hx_gateway.model.fleet import Member
 from hx_gateway.model.plan import fleet_plans
 from hx_gateway.model.settings import SettingsError
-from hx_gateway.ticket import roll_of
+from hx_gateway.proof.checks import VALIDATION_PLAN
+from hx_gateway.proof.fleet import FLEET_VALIDATION_PLAN
+from hx_gateway.ticket import roll_of, validation_of
 
 GATEWAY, REDIS, LB = {"litellm"}, {"redis"}, {"lb"}
 
@@ -40,6 +42,21 @@ def test_a_fleet_plan_gives_each_host_its_components_and_the_gateways_their_redi
     assert plans["@docker/hx-redis"].redis.password.reveal() == plans["gw2"].gateway.secrets.redis_password
     assert "hidden" in repr(plans["@docker/hx-redis"].redis.password)
     assert plans["gw1"].gateway.secrets.redis_password in plans["gw1"].gateway.secrets.all_values()
+
+
+def test_the_ticket_lists_the_checks_verify_runs_for_the_parts_the_service_has():
+    data = defaults()
+    cached = {**data, "model_aliases": [{**a, "cache_ttl": 60} if i == 0 else a
+                                        for i, a in enumerate(data["model_aliases"])]}
+    one = set(validation_of(fleet_plans([("gw1", data, GATEWAY)])))
+    assert one == set(VALIDATION_PLAN)
+    with_redis = set(validation_of(fleet_plans([("gw1", data, GATEWAY), ("r1", data, REDIS)]))) - one
+    assert with_redis == {"redis_refuses_unauthenticated", "redis_lets_the_gateway_in"}
+    with_lb = set(validation_of(fleet_plans([("gw1", data, GATEWAY), ("lb1", data, LB)]))) - one
+    assert with_lb == {"gateway_up_in_balancer", "balancer_serves_models", "balancer_unauthenticated_gets_401",
+                       "burst_reaches_every_gateway"}
+    everything = validation_of(fleet_plans([("gw1", cached, GATEWAY), ("r1", cached, REDIS), ("lb1", cached, LB)]))
+    assert set(everything) == set(VALIDATION_PLAN) | set(FLEET_VALIDATION_PLAN)
 
 
 def test_without_redis_no_redis_password_is_asked_for(monkeypatch):

@@ -24,6 +24,19 @@ FLEET_VALIDATION_PLAN: dict[str, str] = {
     "cache_shared_by_every_gateway": "for each alias with a cache_ttl, a request answered once is answered from "
                                      "the shared cache by every gateway",
 }
+REDIS_CHECKS = ("redis_refuses_unauthenticated", "redis_lets_the_gateway_in")
+CACHE_CHECKS = ("cache_shared_by_every_gateway",)
+
+
+def fleet_validation_plan(fleet: Fleet, caches: bool) -> dict[str, str]:
+    """The checks verify runs for the parts this service has: Redis's with a `redis` host, the
+    balancers' with `lb` hosts, the cache's when an alias has a cache_ttl."""
+    wanted = {name for name in FLEET_VALIDATION_PLAN if name not in REDIS_CHECKS + CACHE_CHECKS} if fleet.lbs else set()
+    wanted |= set(REDIS_CHECKS) if fleet.redis else set()
+    wanted |= set(CACHE_CHECKS) if fleet.redis and caches else set()
+    return {name: what for name, what in FLEET_VALIDATION_PLAN.items() if name in wanted}
+
+
 BURST_REQUESTS = 16
 BURST_CONCURRENCY = 8
 
