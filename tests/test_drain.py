@@ -14,7 +14,7 @@ from lab.lab import DOUBLE_DELAY_MS, configure_double
 
 pytestmark = pytest.mark.lab
 BACKENDS = ("hx-llm01", "hx-llm02")
-MODEL_SECONDS = 45  # what the double takes to answer: more than 20 s (the old stop) and 30 s (gunicorn's)
+MODEL_SECONDS = 36  # what the double takes to answer: more than 20 s (the old stop) and 30 s (gunicorn's)
 
 
 def stream(key: str, outcome: dict) -> None:
