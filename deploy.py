@@ -7,6 +7,8 @@ runs both in the lab). Preview and change ticket: `python -m hx_gateway.ticket i
 change.md`; rollback: `python -m hx_gateway.rollback inventory.py`.
 """
 
+import sys
+
 from pyinfra import host, state
 
 from hx_gateway.model.plan import run_plans
@@ -20,6 +22,10 @@ announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what c
 
 try:
     plan = run_plans(state).get(host.name)  # every host's settings and secrets, before any host plans anything
+    if plan and plan.gateway and plan.gateway.fleet.lbs and "--no-wait" in sys.argv:
+        raise Refusal("pyinfra --no-wait runs each host's operations on their own, so the gateways behind the "
+                      "balancers would restart at the same moment; run without --no-wait (the rolling restart "
+                      "takes one gateway at a time)")
     if plan and plan.redis:
         redis(plan.redis)
     if plan and plan.gateway:

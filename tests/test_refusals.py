@@ -43,6 +43,19 @@ def test_a_settings_refusal_lists_every_problem_without_traceback_or_verdict(tmp
     assert "Traceback" not in output and "--> Plan:" not in output and "Starting operation" not in output
 
 
+def test_no_wait_is_refused_behind_balancers_where_it_would_restart_every_gateway_at_once(tmp_path):
+    (tmp_path / "inventory.py").write_text('litellm = ["@local"]\nlb = ["hx-lb.invalid"]\n')
+    env = {**os.environ, "HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
+           "HX_SECRETS_FILE": "/nonexistent"}
+    result = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), "--no-wait", "--dry", "-y",
+                             str(tmp_path / "inventory.py"), "deploy.py"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "pyinfra --no-wait runs each host's operations on their own" in output, output[-3000:]
+    assert "Traceback" not in output and "--> Plan:" not in output
+
+
 def test_fleet_problems_name_the_hosts_they_apply_to_and_once_those_of_all(monkeypatch):
     good, bad = defaults(), {**defaults(), "bind_port": 0}
     for name, value in {"HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
