@@ -11,7 +11,7 @@ from pyinfra.operations.util import any_changed
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import ComponentHost, FileStates
-from hx_gateway.pyinfra_ext.operations import file_states_arguments, restart_service
+from hx_gateway.pyinfra_ext.operations import file_states_arguments, restart_service, stale_reason
 from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile
 
 
@@ -58,7 +58,7 @@ def activate(unit: str, state: dict, changed: list, reload: bool, check: str, ch
         server.shell(name=check_name, commands=[check], _if=started.did_change)
     verb = "Reload" if reload else "Restart"
     if active and state.get("stale"):  # the files are as declared, but the running unit never read them
-        why = f"{', '.join(state['stale'])} written by an earlier run that stopped before the {verb.lower()}"
+        why = stale_reason(state["stale"], verb.lower())
         needed: list | object = []
     elif active and any(op.will_change for op in changed):
         why, needed = "its configuration changed", any_changed(*changed)

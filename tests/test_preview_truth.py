@@ -8,6 +8,7 @@ converged lab back in `finally`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,11 @@ from lab.lab import exec_in, wait_for_port, write_file
 
 pytestmark = pytest.mark.lab
 GATEWAY = "@docker/hx-api"
+# Everything a dry run could touch, as checksums: files under the managed trees, users, units.
+SNAPSHOT = ("find /etc /opt /var/lib /var/cache/hx-gateway -xdev -type f -newer /etc/hostname 2>/dev/null "
+            "| sort | xargs -r sha256sum; getent passwd | sort; getent group | sort; "
+            "systemctl list-unit-files --no-legend | sort; "
+            "systemctl list-units --all --no-legend | awk '{print $1, $3, $4}' | sort")
 
 
 def verdict_counts(verdict: str) -> dict[str, int]:
@@ -117,6 +123,24 @@ def seed_install(secrets: dict, _: Path) -> tuple[dict, Path | None]:
     return secrets, None
 
 
+def assert_full_install_ticket(markdown: str, data: dict, secrets: dict) -> None:
+    """A fresh host's ticket lists the whole install, with diffs, restart and rollback, and no secret."""
+    api = data["hosts"][GATEWAY]
+    ops = " | ".join(api["operations"])
+    for expected in ("Service group litellm", "Service user litellm", "Upload wheelhouse", "Install LiteLLM 1.106.2",
+                     "config.yaml", "hx_auth.py", "client_keys.json", "litellm.env", "Unit /etc/systemd/system"):
+        assert expected in ops, (expected, api["operations"])
+    details = {d["subject"]: d for d in api["details"]}
+    assert details["/opt/litellm/current"]["summary"].startswith("no venv -> LiteLLM 1.106.2")
+    assert "+model_list:" in details["/etc/litellm/config.yaml"]["diff"]
+    assert "+ExecStart=" in details["/etc/systemd/system/litellm.service"]["diff"]
+    env_file = details["/etc/litellm/litellm.env"]
+    assert env_file["diff"] == "" and "hidden" in env_file["summary"]
+    assert api["restart"].startswith("start") and "Nothing is deployed yet" in api["rollback"]
+    assert "## Rollback plan" in markdown and "## Validation plan" in markdown and "```diff" in markdown
+    assert all(v not in markdown + json.dumps(data) for v in secrets.values())
+
+
 STATES: dict[str, State] = {
     "fresh host": fresh_host,
     "converged host": converged_host,
@@ -131,8 +155,10 @@ STATES: dict[str, State] = {
 @pytest.mark.parametrize("case", list(STATES))
 def test_the_preview_is_the_change(converged, lab_secrets, tmp_path, case):
     """Fails on the code before issue 21: with -y the fresh host's preview said `Plan: no changes`."""
+    deployed_cleanly = False
     try:
         secrets, group_data = STATES[case](lab_secrets, tmp_path)
+        before = exec_in("hx-api", "sh", "-c", SNAPSHOT) if case == "fresh host" else None
 
         def preview(yes: bool, *options: str) -> PyinfraRun:
             run = pyinfra("--dry", *options, secrets_env=secrets, group_data=group_data, yes=yes)
@@ -142,7 +168,10 @@ def test_the_preview_is_the_change(converged, lab_secrets, tmp_path, case):
         previews = {f"--dry --json{' -y' if yes else ''}": preview(yes, "--json").json_changes()
                     for yes in (False, True)}
         verdicts = {f"--dry --diff{' -y' if yes else ''}": preview(yes, "--diff").verdict() for yes in (False, True)}
-        _, data, _ = ticket(secrets, tmp_path / "ticket.md", group_data=group_data)
+        markdown, data, _ = ticket(secrets, tmp_path / "ticket.md", group_data=group_data)
+        if before is not None:  # four dry runs and a ticket left the host byte-identical: files, users, units
+            assert exec_in("hx-api", "sh", "-c", SNAPSHOT) == before
+            assert_full_install_ticket(markdown, data, secrets)
         previews["ticket"] = {h: set(p["operations"] + p["follow_up_operations"])
                               for h, p in data["hosts"].items() if p["operations"] + p["follow_up_operations"]}
         verdicts["ticket"] = data["verdict"]
@@ -150,6 +179,7 @@ def test_the_preview_is_the_change(converged, lab_secrets, tmp_path, case):
         run = pyinfra("--json", secrets_env=secrets, group_data=group_data)
         assert run.returncode == 0, run.output[-4000:]
         deployed = run.json_changes()
+        deployed_cleanly = True
 
         if case == "converged host":
             assert deployed == {}
@@ -162,6 +192,9 @@ def test_the_preview_is_the_change(converged, lab_secrets, tmp_path, case):
             assert verdict_counts(verdict) == expected_counts, (how, verdict)
     finally:
         if case == "seed-style install by hand":
-            exec_in("hx-api", "sh", "-c", FRESH + "; rm -rf /opt/litellm")
+            # The deploy keeps the hand-made venv's files beside its own venvs (it removes only what it
+            # wrote); take them away. A failed deploy may have left anything: start from nothing then.
+            exec_in("hx-api", "sh", "-c", "find /opt/litellm -mindepth 1 -maxdepth 1 ! -name venvs ! -name current "
+                    "-exec rm -rf {} +" if deployed_cleanly else FRESH + "; rm -rf /opt/litellm")
         back = pyinfra(secrets_env=lab_secrets)
         assert back.returncode == 0, back.output[-4000:]

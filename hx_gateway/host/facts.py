@@ -150,29 +150,34 @@ def _directory(path: str) -> dict[str, Any] | None:
 STALE_SLACK_S = 0.5
 
 
-def process_started(pid: int) -> float | None:
-    """When a process started, as a Unix time. proc(5): field 22 of /proc/PID/stat is its start in
-    clock ticks after boot (CLOCK_BOOTTIME)."""
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat's fields from field 3 on (proc(5)); None when the process is gone. Split after the
+    last ")": the name (field 2) may hold spaces and parentheses."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            after_name = fh.read().rsplit(")", 1)[1].split()  # the name (field 2) may hold spaces
-        ticks = int(after_name[19])  # field 22; after_name starts at field 3
-    except (OSError, IndexError, ValueError):
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_started(pid: int) -> float | None:
+    """When a process started, as a Unix time: field 22 is its start in clock ticks after boot
+    (CLOCK_BOOTTIME)."""
+    fields = _stat_fields(pid) or []
+    try:
+        ticks = int(fields[19])  # field 22; the list starts at field 3
+    except (IndexError, ValueError):
         return None
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME) + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (field 4 of /proc/PID/stat)."""
+    """The processes whose parent (field 4) is `pid`."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parent = fh.read().rsplit(")", 1)[1].split()[1]
-            except (OSError, IndexError):
-                continue  # gone meanwhile
-            if parent == str(pid):
+            fields = _stat_fields(entry)  # None: gone meanwhile
+            if fields and len(fields) > 1 and fields[1] == str(pid):
                 found.append(int(entry))
     return found
 

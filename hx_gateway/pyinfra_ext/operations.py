@@ -119,6 +119,11 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
                         "&&", "mv", "-f", temp, file.path, "&&", "rm", "-rf", private)
 
 
+def stale_reason(paths: list[str], verb: str = "restart") -> str:
+    """Why a unit restarts or reloads although nothing it reads changes in this run."""
+    return f"{', '.join(paths)} written by an earlier run that stopped before the {verb}"
+
+
 @operation(is_idempotent=False)
 def restart_service(service: str):
     """

@@ -14,7 +14,7 @@ from hx_gateway.pyinfra_ext import changes, render
 from hx_gateway.pyinfra_ext.announce import note_roll
 from hx_gateway.pyinfra_ext.generations import keep_generation, spec_of
 from hx_gateway.pyinfra_ext.health import healthy_or_rolled_back, new_state_starts_or_restored
-from hx_gateway.pyinfra_ext.operations import managed_file, restart_service
+from hx_gateway.pyinfra_ext.operations import managed_file, restart_service, stale_reason
 from hx_gateway.pyinfra_ext.roll import rolled_restart
 
 
@@ -25,7 +25,7 @@ def _record_restart(settings: Settings, starts: bool, causes: dict[str, object],
         changes.record("restart", settings.service_name, "start (not running yet): no clients are served before")
         return
     why = [label for label, op in causes.items() if op.will_change]
-    why += [f"{path} (written by an earlier run that stopped before the restart)" for path in stale]
+    why += [f"({stale_reason(stale)})"] if stale else []
     member = fleet.member(host.name)
     if why and fleet.lbs and member:
         order = [m.name for m in fleet.gateways]
@@ -92,8 +92,7 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
     if restarts and not rolls:
         python.call(name="Canary: the new state starts on a spare port before the restart (else restore)",
                     function=new_state_starts_or_restored, settings=settings, _if=restart_needed)
-        why = (f"{', '.join(stale)} written by an earlier run that stopped before the restart" if stale
-               else "unit, config, env or venv changed")
+        why = stale_reason(stale) if stale else "unit, config, env or venv changed"
         restarted = restart_service(name=f"Restart {settings.service_name} ({why})",
                                     service=settings.service_name, _if=restart_needed)
     begun = restarted if restarts else started if not active else None  # enabling alone starts nothing
