@@ -231,6 +231,23 @@ def test_a_stopped_gateway_leaves_rotation_and_clients_see_no_error(fleet):
     assert run.returncode == 0, run.output[-3000:]
 
 
+def test_a_balancer_config_an_earlier_run_wrote_but_never_loaded_is_loaded_by_the_next(fleet):
+    """A run that wrote haproxy.cfg and stopped before the reload leaves the file as declared but
+    newer than HAProxy's newest worker (here: the same text, written again): the next run reloads.
+    Before the roll tests: their changed knobs would make this test's deploys roll the gateways too."""
+    worker = exec_in("hx-lb", "pgrep", "-n", "haproxy")
+    exec_in("hx-lb", "sh", "-c", "cp -p /etc/haproxy/haproxy.cfg /tmp/c && cat /tmp/c > /etc/haproxy/haproxy.cfg")
+    dry = fleet.deploy("--dry")
+    assert dry.returncode == 0, dry.output[-3000:]
+    assert ("Load balancer | Reload haproxy.service (/etc/haproxy/haproxy.cfg written by an earlier run that "
+            "stopped before the reload)") in dry.changed_ops(), dry.changed_ops()
+    run = fleet.deploy()
+    assert run.returncode == 0, run.output[-3000:]
+    assert exec_in("hx-lb", "pgrep", "-n", "haproxy") != worker  # a new worker read the file
+    again = fleet.deploy()
+    assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
+
+
 def test_a_restarting_change_rolls_one_gateway_at_a_time_under_load(fleet, tmp_path):
     changed = tmp_path / "changed"
     changed.mkdir()
@@ -252,22 +269,6 @@ def test_a_restarting_change_rolls_one_gateway_at_a_time_under_load(fleet, tmp_p
     assert all(new != old for new, old in zip([main_pid(g) for g in GATEWAYS], pids, strict=True))
     for gateway in GATEWAYS:
         assert "cooldown_time: 31" in exec_in(gateway, "cat", "/etc/litellm/config.yaml")
-
-
-def test_a_balancer_config_an_earlier_run_wrote_but_never_loaded_is_loaded_by_the_next(fleet):
-    """A run that wrote haproxy.cfg and stopped before the reload leaves the file as declared but
-    newer than HAProxy's newest worker (here: the same text, written again): the next run reloads."""
-    worker = exec_in("hx-lb", "pgrep", "-n", "haproxy")
-    exec_in("hx-lb", "sh", "-c", "cp -p /etc/haproxy/haproxy.cfg /tmp/c && cat /tmp/c > /etc/haproxy/haproxy.cfg")
-    dry = fleet.deploy("--dry")
-    assert dry.returncode == 0, dry.output[-3000:]
-    assert ("Load balancer | Reload haproxy.service (/etc/haproxy/haproxy.cfg written by an earlier run that "
-            "stopped before the reload)") in dry.changed_ops(), dry.changed_ops()
-    run = fleet.deploy()
-    assert run.returncode == 0, run.output[-3000:]
-    assert exec_in("hx-lb", "pgrep", "-n", "haproxy") != worker  # a new worker read the file
-    again = fleet.deploy()
-    assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
 
 
 CANARY_DROP_IN = "/run/systemd/system/hx-litellm-canary-.service.d"  # every canary unit on that host
