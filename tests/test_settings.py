@@ -413,3 +413,40 @@ def test_inventory_names_give_the_default_url_and_identities_pass_through():
 def test_a_network_written_with_host_bits_is_accepted():
     assert load_settings({**defaults(), "allowed_client_networks": ["10.1.2.3/8"]}, "x").allowed_client_networks == (
         "10.1.2.3/8",)
+
+
+WRONG_SHAPES = (5, -1, 1.5, True, "x", [], {}, [5], ["x"], [{}], [None], [[1]], {"a": 1}, [{"name": 5}])
+
+
+def _wrong_shaped(base: dict) -> list[tuple[str, dict]]:
+    """Every knob, every field of an alias and of a client key, and a group's member list, each set to
+    values of every wrong shape: (what was set, the data)."""
+    cases = [(f"{knob}={value!r}", {**base, knob: value}) for knob in sorted(base) for value in WRONG_SHAPES]
+    for knob in ("model_aliases", "client_keys"):
+        for field in {k for entry in base[knob] for k in entry}:
+            for value in WRONG_SHAPES:
+                entries = copy.deepcopy(base[knob])
+                entries[0][field] = value
+                cases.append((f"{knob}[0].{field}={value!r}", {**base, knob: entries}))
+    cases += [(f"model_groups member list={v!r}", {**base, "model_groups": {"g": v}}) for v in WRONG_SHAPES]
+    return cases
+
+
+def test_a_value_of_the_wrong_shape_anywhere_is_a_problem_naming_it_never_a_traceback():
+    """Before: `model_aliases = 5`, `client_keys[0].models = [{}]` and 35 more crashed the run with a
+    TypeError or an AttributeError (a traceback) instead of a refusal."""
+    os.environ.setdefault("HX_SECRETS_FILE", "/nonexistent")
+    crashed = []
+    for what, data in _wrong_shaped(defaults()):
+        try:
+            load_settings(data)
+        except SettingsError:
+            pass
+        except Exception as error:  # noqa: BLE001 - any other exception is the defect this test looks for
+            crashed.append(f"{what}: {type(error).__name__}: {error}")
+    assert crashed == []
+    with pytest.raises(SettingsError) as refused:
+        load_settings({**defaults(), "model_aliases": 5, "bind_host": 7})
+    problems = refused.value.problems
+    assert "model_aliases: 5 is not a list; set a list of dicts with name, ollama_model and kind" in problems
+    assert any(p.startswith("bind_host: 7 is not an IP address") for p in problems)

@@ -170,7 +170,7 @@ def unknown_knob_problems(data: Mapping[str, Any], foreign: Iterable[str] = ()) 
 
 def _bind_host_problems(value: Any) -> list[str]:
     try:
-        ipaddress.ip_address(value)
+        ipaddress.ip_address(value if isinstance(value, str) else None)
     except ValueError:
         return [f"bind_host: {value!r} is not an IP address; use 0.0.0.0 (every address), 127.0.0.1, or one of "
                 f"the gateway host's own addresses"]
@@ -198,6 +198,29 @@ def _problems_for_url(url: Any, where: str) -> list[str]:
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.path not in ("", "/"):
         return [f"{where}: {url!r} is malformed; write it as http://host:11434 (scheme, host, port, no path)"]
     return []
+
+
+# The knobs that hold a list or a dict, and what they hold (for the message when they hold something else).
+LIST_KNOBS = {
+    "backends": "a list of Ollama URLs, e.g. ['http://hx-llm01:11434']",
+    "model_aliases": "a list of dicts with name, ollama_model and kind",
+    "client_keys": "a list of dicts with name, models, rpm, max_concurrent and expires",
+    "allowed_client_networks": "a list of addresses or networks, e.g. ['10.0.0.0/8']",
+    "expected_identity": "a list of host names, e.g. ['hx-api-server']",
+}
+DICT_KNOBS = {"model_groups": "a dict of group names to lists of chat aliases, e.g. {'hx-chat': ['phi3-3.8b']}"}
+
+
+def _shape_problems(data: Mapping[str, Any]) -> dict[str, str]:
+    """The list or dict knobs holding something else (a number, a string), each with its problem."""
+    found = {}
+    for name, meaning in LIST_KNOBS.items():
+        if data[name] is not None and not isinstance(data[name], (list, tuple)):
+            found[name] = f"{name}: {data[name]!r} is not a list; set {meaning}"
+    for name, meaning in DICT_KNOBS.items():
+        if data[name] is not None and not isinstance(data[name], Mapping):
+            found[name] = f"{name}: {data[name]!r} is not a dict; set {meaning}"
+    return found
 
 
 def _int(data: Mapping[str, Any], name: str, low: int, high: int, problems: list[str]) -> int:
@@ -232,6 +255,20 @@ def _unknown_fields(raw: Mapping[str, Any], known: tuple[str, ...], where: str) 
         hint = f"did you mean `{close}`?" if close else f"the fields are {', '.join(known)}"
         problems.append(f"{where}: unknown field {name!r} (it would be ignored); {hint}")
     return problems
+
+
+def _names(value: Any, where: str, what: str, problems: list[str]) -> tuple[str, ...]:
+    """A list field of names (an alias's backends, a key's models, a group's aliases): the strings in
+    it; anything else is a problem, so the checks after it compare names only."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        problems.append(f"{where}: {value!r} is not a list; list the {what}")
+        return ()
+    odd = [v for v in value if not isinstance(v, str)]
+    if odd:
+        problems.append(f"{where}: {odd[0]!r} is not a name; list the {what} as strings")
+    return tuple(v for v in value if isinstance(v, str))
 
 
 def _cache_ttl(value: Any, where: str, problems: list[str]) -> int | None:
@@ -273,7 +310,7 @@ def _aliases(data: Mapping[str, Any], backends: tuple[str, ...], problems: list[
         kind = raw.get("kind")
         if kind not in KINDS:
             problems.append(f"{where}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
-        alias_backends = tuple(raw.get("backends") or backends)
+        alias_backends = _names(raw.get("backends"), f"{where}.backends", "backend URLs", problems) or backends
         for backend in alias_backends:
             if backend not in backends:
                 problems.append(f"{where}: backend {backend!r} is not in `backends`; add it there first")
@@ -293,8 +330,9 @@ def _groups(data: Mapping[str, Any], aliases: tuple[ModelAlias, ...], problems: 
     for group, members in (data["model_groups"] or {}).items():
         if group in names:
             problems.append(f"model_groups[{group!r}]: clashes with an alias of the same name; rename the group")
-        members = tuple(members or ())
-        if not members:
+        found = len(problems)
+        members = _names(members, f"model_groups[{group!r}]", "chat aliases it spreads over", problems)
+        if not members and len(problems) == found:  # not already said to be no list
             problems.append(f"model_groups[{group!r}]: empty; list the aliases it spreads over")
         kinds = {a.name: a.kind for a in aliases}
         for member in members:
@@ -316,7 +354,7 @@ def _client_keys(data: Mapping[str, Any], public: set[str], problems: list[str])
         if not _unique_name(name, where, seen, "client key name", problems):
             continue
         problems += _unknown_fields(raw, CLIENT_KEY_FIELDS, where)
-        models = tuple(raw.get("models") or ())
+        models = _names(raw.get("models"), f"{where}.models", "aliases and groups it may use", problems)
         for model in models:
             if model not in public:
                 problems.append(f"{where}: allows unknown model {model!r}; name an alias or a group")
@@ -354,16 +392,18 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
     if missing:  # every default is declared once, in group_data/; this code holds none of its own
         raise SettingsError([f"{name}: missing from the host data; group_data/ declares every knob with its default: "
                              f"run pyinfra from the repository (or pass its group_data/)" for name in missing])
-    problems: list[str] = []
+    misshapen = _shape_problems(data)
+    problems = list(misshapen.values())
+    data = {**data, **dict.fromkeys(misshapen)}  # read as unset from here: every other problem is listed too
     environment = data["environment"]
     if environment not in ENVIRONMENTS:
         problems.append(f"environment: {environment!r} is unknown; use one of {', '.join(ENVIRONMENTS)}")
     backends = tuple(data["backends"] or ())
-    if not backends:
+    if not backends and "backends" not in misshapen:
         problems.append("backends: empty; list the Ollama URLs, e.g. http://hx-llm01:11434")
     for index, backend in enumerate(backends):
         problems += _problems_for_url(backend, f"backends[{index}]")
-    if len(set(backends)) != len(backends):
+    if len({str(b) for b in backends}) != len(backends):
         problems.append("backends: a URL is listed twice; list each backend once")
     aliases = _aliases(data, backends, problems)
     groups = _groups(data, aliases, problems)
