@@ -450,3 +450,25 @@ def test_a_value_of_the_wrong_shape_anywhere_is_a_problem_naming_it_never_a_trac
     problems = refused.value.problems
     assert "model_aliases: 5 is not a list; set a list of dicts with name, ollama_model and kind" in problems
     assert any(p.startswith("bind_host: 7 is not an IP address") for p in problems)
+
+
+def test_a_secrets_file_that_cannot_be_read_as_name_value_lines_is_a_problem_that_shows_no_key(tmp_path):
+    """Before: a line without `=` was skipped without a word (its key then "missing"), a non-UTF-8
+    file or a directory ended the run in a traceback or a misleading message."""
+    key = random_key()
+    cases = {
+        "lines.env": (f"# comment\n\nHX_MASTER_KEY={random_key()}\nHX_CLIENT_KEY_OPEN_WEBUI {key}\n=x\n".encode(),
+                      "line(s) 4, 5 are not NAME=value"),
+        "binary.env": (b"\xff\xfe\x00HX_MASTER_KEY=x\n", "cannot be read as UTF-8 text"),
+    }
+    for name, (content, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        path.chmod(0o600)
+        with pytest.raises(SettingsError) as refused:
+            load_secrets(settings(), {"HX_SECRETS_FILE": str(path)})
+        said = "\n".join(refused.value.problems)
+        assert f"secrets file {path}: {expected}" in said and key not in said, said
+    (tmp_path / "folder.env").mkdir(mode=0o700)
+    with pytest.raises(SettingsError, match="folder.env: is not a file"):
+        load_secrets(settings(), {"HX_SECRETS_FILE": str(tmp_path / "folder.env")})

@@ -59,14 +59,20 @@ def key_digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def parse_dotenv(text: str) -> dict[str, str]:
+def parse_dotenv(text: str, malformed: list[int] | None = None) -> dict[str, str]:
+    """NAME=value lines (`export ` and quotes allowed; # comments). `malformed` collects the numbers
+    of the lines that are neither (never their text: it may hold a key)."""
     values: dict[str, str] = {}
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
+        if not line or line.startswith("#"):
             continue
-        name, _, value = line.partition("=")
+        name, equals, value = line.partition("=")
         name = name.strip().removeprefix("export ").strip()
+        if not equals or not name:
+            if malformed is not None:
+                malformed.append(number)
+            continue
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
@@ -81,11 +87,25 @@ def _read_secrets_file(path: Path, problems: list[str]) -> dict[str, str]:
     if resolved.is_relative_to(REPO_ROOT):
         problems.append(f"secrets file {path}: lies inside the repository; move it out (e.g. ~/.config/hx-gateway/)")
         return {}
+    if not resolved.is_file():
+        problems.append(f"secrets file {path}: is not a file; point {SECRETS_FILE_ENV} at the file of NAME=value lines")
+        return {}
     mode = stat.S_IMODE(resolved.stat().st_mode)
     if mode & 0o077:
         problems.append(f"secrets file {path}: mode {mode:04o} lets others read it; run `chmod 600 {path}`")
         return {}
-    return parse_dotenv(resolved.read_text())
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as error:
+        problems.append(f"secrets file {path}: cannot be read as UTF-8 text ({type(error).__name__}); write it "
+                        f"as NAME=value lines")
+        return {}
+    malformed: list[int] = []
+    values = parse_dotenv(text, malformed)
+    if malformed:
+        problems.append(f"secrets file {path}: line(s) {', '.join(map(str, malformed))} are not NAME=value (a "
+                        f"comment starts with #); fix them, or a key written there would be missing")
+    return values
 
 
 def _lookup(settings: Settings, environ: Mapping[str, str], problems: list[str]) -> Callable[[str], str]:
