@@ -24,6 +24,7 @@ from pyinfra.api.connect import disconnect_all
 from pyinfra.context import ctx_host
 
 from hx_gateway.host import destroy as host_destroy
+from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import Settings, SettingsError, load_settings
 from hx_gateway.proof.checks import Check
 from hx_gateway.proof.evidence import print_outputs, write_evidence
@@ -31,7 +32,7 @@ from hx_gateway.pyinfra_ext.facts import shell_command
 from hx_gateway.pyinfra_ext.generations import STORE
 from hx_gateway.pyinfra_ext.remote import run_as_root
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET, managed_files
-from hx_gateway.verify import add_group_data_option, load_inventory, load_state
+from hx_gateway.verify import add_group_data_option, load_inventory, load_state, writable_directory
 
 HOST_DESTROY = Path(host_destroy.__file__).read_text()
 
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         names = selected_gateways(args.inventory, args.limit, args.group_data)
-    except DestroyError as error:
+        if not args.dry:  # a dry run writes no evidence
+            writable_directory(args.evidence_dir, "--evidence-dir")
+    except (DestroyError, Refusal) as error:
         print(f"refused: {error}", file=sys.stderr)
         return 2
     state = load_state(args.inventory, args.group_data)

@@ -19,11 +19,12 @@ from pyinfra.api.connect import disconnect_all
 from pyinfra.context import ctx_host
 
 from hx_gateway.model.plan import gateway_plan
+from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import Settings
 from hx_gateway.proof.checks import Check
 from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
 from hx_gateway.pyinfra_ext.health import health_problem, restart_service
-from hx_gateway.verify import add_group_data_option, load_state, prove
+from hx_gateway.verify import add_group_data_option, load_state, prove, refused
 
 
 def roll_back_host(gateway: Host, settings: Settings, to: str) -> Check:
@@ -65,11 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evidence-dir", default=".evidence")
     add_group_data_option(parser)
     args = parser.parse_args(argv)
-    if args.list:
-        return list_generations(args.inventory, args.group_data)
-    return prove(args.inventory, args.evidence_dir, action="rollback",
-                 before_checks=lambda gateway, plan: [roll_back_host(gateway, plan.settings, args.to)],
-                 group_data=args.group_data)
+    try:
+        if args.list:
+            return list_generations(args.inventory, args.group_data)
+        return prove(args.inventory, args.evidence_dir, action="rollback",
+                     before_checks=lambda gateway, plan: [roll_back_host(gateway, plan.settings, args.to)],
+                     group_data=args.group_data)
+    except Refusal as refusal:
+        return refused(refusal)
 
 
 if __name__ == "__main__":

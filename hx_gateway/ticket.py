@@ -22,13 +22,14 @@ from typing import Any
 
 from hx_gateway.model.fleet import Fleet
 from hx_gateway.model.plan import HostPlan, run_plans
+from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import SettingsError
 from hx_gateway.proof.checks import VALIDATION_PLAN
 from hx_gateway.proof.fleet import fleet_validation_plan
 from hx_gateway.proof.redaction import redact, redact_keys
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
-from hx_gateway.verify import add_group_data_option, load_inventory
+from hx_gateway.verify import add_group_data_option, load_inventory, refused, writable_directory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -164,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = [arg for path in args.group_data for arg in ("--group-data", path)]
     try:
+        writable_directory(str(args.out.parent), "--out")
+        hosts, secrets, validation = scope_of(args.inventory, args.group_data)
         plan, records = dry_run(args.inventory, options)
+    except Refusal as refusal:
+        return refused(refusal)
     except DryRunFailed as failed:
         print(f"the dry run failed; no ticket written:\n{failed}", file=sys.stderr)
         return 1
-    hosts, secrets, validation = scope_of(args.inventory, args.group_data)
     ticket = build_ticket(args.inventory, plan, records, hosts, validation)
     markdown = redact(redact_keys(render_markdown(ticket)), secrets)
     twin = redact(redact_keys(json.dumps(ticket, indent=2)), secrets)

@@ -23,6 +23,7 @@ from pyinfra_cli.inventory import make_inventory
 
 from hx_gateway import lock
 from hx_gateway.model.plan import GatewayPlan, run_plans
+from hx_gateway.model.refusal import Refusal
 from hx_gateway.patches import ssh_stalls
 from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.proof.evidence import overall, print_outputs, write_evidence
@@ -50,11 +51,18 @@ def add_group_data_option(parser: argparse.ArgumentParser) -> None:
 
 def load_inventory(inventory_file: str, group_data: Sequence[str] = ()) -> State:
     """The same inventory and group data `pyinfra [--group-data DIR] INVENTORY deploy.py` would see,
-    not connected."""
+    not connected. An inventory with no host (a mistyped path: pyinfra only warns) is refused."""
+    if inventory_file.endswith(".py") and not os.path.isfile(inventory_file):
+        # pyinfra would look the path up as a host name (a DNS query, or a traceback for a long path)
+        raise Refusal(f"{inventory_file}: no hosts (no such file); pass the inventory file you give pyinfra, "
+                      f"e.g. inventory.py")
     state = State(check_for_changes=False)
     state.cwd = os.getcwd()
     ctx_state.set(state)
     inventory = make_inventory(inventory_file, cwd=state.cwd, group_data_directories=list(group_data) or None)
+    if not len(inventory):
+        raise Refusal(f"{inventory_file}: no hosts (no such file, or it lists none); pass the inventory file "
+                      f"you give pyinfra, e.g. inventory.py")
     ctx_inventory.set(inventory)
     state.init(inventory, Config())
     return state
@@ -62,10 +70,32 @@ def load_inventory(inventory_file: str, group_data: Sequence[str] = ()) -> State
 
 def load_state(inventory_file: str, group_data: Sequence[str] = ()) -> State:
     """The inventory, connected (over SSH without Nagle stalls, as config.py does for the CLI)."""
-    state = load_inventory(inventory_file, group_data)
+    return connected(load_inventory(inventory_file, group_data))
+
+
+def connected(state: State) -> State:
     ssh_stalls.install()
     connect_all(state)
     return state
+
+
+def writable_directory(path: str, option: str) -> Path:
+    """The directory a tool writes into, made now: a path it cannot write is refused before any host
+    is connected to, not found after the checks ran."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise Refusal(f"{option} {path}: cannot be created ({error.strerror}); choose a directory you can "
+                      f"write") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise Refusal(f"{option} {path}: not writable by this user; choose a directory you can write")
+    return Path(path)
+
+
+def refused(refusal: Refusal) -> int:
+    """A tool's run refused before it changed or proved anything: a message, no traceback; exit 1."""
+    print(f"refused: {refusal}", file=sys.stderr)
+    return 1
 
 
 def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
@@ -144,12 +174,15 @@ def prove(inventory: str, evidence_dir: str, action: str = "verification",
           before_checks: Callable[[Host, GatewayPlan], list[Check]] | None = None,
           group_data: Sequence[str] = ()) -> int:
     """Check every gateway (after `before_checks`, e.g. a rollback), backend and the components around
-    them, write the evidence bundle, print the outputs; the exit code says whether every check passed."""
-    state = load_state(inventory, group_data)
+    them, write the evidence bundle, print the outputs; the exit code says whether every check passed.
+    Bad settings and an evidence directory it cannot write are refused before connecting."""
+    state = load_inventory(inventory, group_data)
+    host_plans = run_plans(state)
+    evidence = writable_directory(evidence_dir, "--evidence-dir")
+    connected(state)
     checks: list[Check] = []
     gateways: list[tuple[Host, GatewayPlan]] = []
     try:
-        host_plans = run_plans(state)
         for gateway in state.inventory.get_group("litellm", []):
             plan = host_plans[gateway.name].gateway
             gateways.append((gateway, plan))
@@ -164,7 +197,7 @@ def prove(inventory: str, evidence_dir: str, action: str = "verification",
         disconnect_all(state)
     plans = [plan for _, plan in gateways]
     secrets = [v for p in plans for v in p.secrets.all_values()]
-    bundle = write_evidence(Path(evidence_dir), checks, [p.settings for p in plans], secrets, action=action)
+    bundle = write_evidence(evidence, checks, [p.settings for p in plans], secrets, action=action)
     print_outputs(checks, [p.settings for p in plans], bundle)
     return EXIT_CODES[overall(checks)[0]]
 
@@ -175,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evidence-dir", default=".evidence")
     add_group_data_option(parser)
     args = parser.parse_args(argv)
-    return prove(args.inventory, args.evidence_dir, group_data=args.group_data)
+    try:
+        return prove(args.inventory, args.evidence_dir, group_data=args.group_data)
+    except Refusal as refusal:
+        return refused(refusal)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,37 @@ def test_fleet_problems_name_the_hosts_they_apply_to_and_once_those_of_all(monke
     assert err.value.problems == [  # both gateways have both problems: no host prefix
         "workerz: not a knob of this deploy (it would be ignored); did you mean `workers`? Rename it",
         "bind_port: 0 is out of range; set an integer from 1 to 65535"]
+
+
+def tool(name: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
+           "HX_SECRETS_FILE": "/nonexistent"}
+    return subprocess.run([sys.executable, "-m", f"hx_gateway.{name}", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("command", [("verify",), ("rollback",), ("rollback", "--list"), ("destroy", "--dry"),
+                                     ("ticket", "--out", "TMP/t.md")])
+def test_every_tool_refuses_a_mistyped_inventory_instead_of_reporting_on_no_hosts(tmp_path, command):
+    """Before: verify and rollback wrote a FAILED bundle of no checks, and the ticket said `Plan: no
+    changes (0 hosts)` with exit 0, for an inventory path that does not exist (pyinfra only warns)."""
+    name, *options = command
+    run = tool(name, str(tmp_path / "inventry.py"), *(o.replace("TMP", str(tmp_path)) for o in options))
+    assert run.returncode != 0 and "inventry.py: no hosts (no such file" in run.stderr, run
+    assert "Traceback" not in run.stdout + run.stderr and "Plan:" not in run.stdout
+    assert not (tmp_path / "t.md").exists()
+
+
+def test_verify_refuses_bad_settings_and_an_unwritable_evidence_directory_before_connecting(tmp_path):
+    """Before: a settings error was a SettingsError traceback, an evidence directory it could not create a
+    FileNotFoundError traceback after every check had run. The gateway (@local) is never contacted."""
+    (tmp_path / "inventory.py").write_text('litellm = ["hx-gw.invalid"]\n')
+    (tmp_path / "gd").mkdir()
+    (tmp_path / "gd" / "litellm.py").write_text("bind_port = 0\n")
+    bad = tool("verify", str(tmp_path / "inventory.py"), "--group-data", str(tmp_path / "gd"))
+    assert bad.returncode == 1 and "bind_port: 0 is out of range" in bad.stderr, bad
+    (tmp_path / "file").write_text("")
+    unwritable = tool("verify", str(tmp_path / "inventory.py"), "--evidence-dir", str(tmp_path / "file" / "ev"))
+    assert unwritable.returncode == 1 and "--evidence-dir" in unwritable.stderr, unwritable
+    for run in (bad, unwritable):
+        assert "Traceback" not in run.stdout + run.stderr and "hx-gw.invalid" not in run.stdout + run.stderr, run
