@@ -278,3 +278,13 @@ def test_peer_connections_name_the_remote_ends_and_never_the_listener():
             peers = host_facts.peer_connections(port)
     if shutil.which("ss"):
         assert peers == ["127.0.0.1"]
+
+
+def test_a_managed_path_holding_the_wrong_kind_of_thing_is_reported_not_raised(tmp_path: Path):
+    """Before: a file where the config directory belongs ended preflight in a NotADirectoryError
+    traceback on the host (and pyinfra printed the whole fact program)."""
+    (tmp_path / "conf").write_text("not a directory")
+    (tmp_path / "dir.yaml").mkdir()
+    under_file, a_dir = str(tmp_path / "conf" / "config.yaml"), str(tmp_path / "dir.yaml")
+    found = host_facts.file_states([under_file, a_dir], [], "salt", with_text=True)
+    assert found == {under_file: {"exists": False}, a_dir: {"exists": True, "error": "IsADirectoryError"}}

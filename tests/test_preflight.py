@@ -102,3 +102,16 @@ def test_bind_host_must_be_a_wildcard_or_an_address_of_the_host(bind_host, addre
     assert bool(problems) is refused
     if refused:
         assert problems[0].startswith(f"bind_host: {bind_host} is not an address of this host")
+
+
+def test_a_file_where_a_managed_directory_goes_and_a_directory_where_a_file_goes_are_named():
+    problems = preflight.path_problems({"/etc/litellm": {"is_dir": False}, "/opt/litellm": None,
+                                        "/var/lib/hx-gateway": {"is_dir": True, "user": "root"}},
+                                       {"/etc/systemd/system/litellm.service": {"exists": True,
+                                                                                "error": "IsADirectoryError"},
+                                        "/etc/litellm/config.yaml": {"exists": False}})
+    assert problems == [
+        "/etc/litellm: exists but is not a directory; the deploy keeps its files there: move it aside "
+        "(e.g. mv /etc/litellm /etc/litellm.old) and run again",
+        "/etc/systemd/system/litellm.service: cannot be read as a file (IsADirectoryError); the deploy writes "
+        "this file: move what is there aside and run again"]

@@ -60,6 +60,20 @@ def test_missing_model_is_named_with_host_and_fix(converged, lab_secrets, tmp_pa
                                                  "mxbai-embed-large"]})
 
 
+def test_a_file_where_the_config_directory_goes_stops_preflight_naming_it(converged, lab_secrets):
+    """Before: a NotADirectoryError traceback from the host's facts, then one from the deploy."""
+    exec_in("hx-api", "sh", "-c", "mv /etc/litellm /etc/litellm.moved && echo by-hand > /etc/litellm")
+    try:
+        before = host_state()
+        run = pyinfra(secrets_env=lab_secrets)
+        assert run.returncode != 0 and "Traceback" not in run.output, run.output[-3000:]
+        assert "/etc/litellm: exists but is not a directory" in run.output and "nothing was changed" in run.output
+        assert host_state() == before
+    finally:
+        exec_in("hx-api", "sh", "-c", "rm -f /etc/litellm && mv /etc/litellm.moved /etc/litellm")
+    assert exec_in("hx-api", "systemctl", "is-active", "litellm") == "active"  # it served throughout
+
+
 def test_port_taken_by_another_process_stops_preflight_with_its_name(converged, lab_secrets):
     exec_in("hx-api", "systemctl", "stop", "litellm")
     exec_in("hx-api", "systemd-run", "--unit=squatter", "python3", "-m", "http.server", "4000")

@@ -356,8 +356,11 @@ def file_states(paths: list[str], secret_paths: list[str], salt: str, with_text:
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # the latter: a file where its directory belongs
             found[path] = {"exists": False}
+            continue
+        except OSError as error:  # a directory in its place, or unreadable: preflight names it
+            found[path] = {"exists": True, "error": type(error).__name__}
             continue
         item = {"exists": True, "sha256": hashlib.sha256(data).hexdigest(), **ownership(os.stat(path))}
         if path in secret_paths:

@@ -27,7 +27,7 @@ def _sha256(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
             return sha256(fh.read()).hexdigest()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a file where its directory belongs
         return None
 
 

@@ -15,6 +15,7 @@ from weakref import WeakKeyDictionary
 from pyinfra import host
 from pyinfra.context import ctx_state
 
+from hx_gateway.model.refusal import Refusal
 from hx_gateway.pyinfra_ext.facts import Batch, _JsonFact
 
 _READINGS: WeakKeyDictionary = WeakKeyDictionary()  # State -> {(host, fact, arguments): result}
@@ -32,6 +33,9 @@ def read_together(*wanted: tuple[type[_JsonFact], dict[str, Any]]) -> list[Any]:
     """Every (fact, arguments) in one round trip; the results, in order, are kept for `cached_fact`."""
     programs = [fact().program(**arguments) for fact, arguments in wanted]
     results = host.get_fact(Batch, programs=programs, _stdin=Batch.stdin(programs))
+    if len(results) != len(wanted):  # pyinfra printed the host's error above and answered the default
+        raise Refusal(f"{host.name}: reading the host's state failed (its error is printed above); nothing "
+                      f"was changed")
     memo = _memo()
     for (fact, arguments), result in zip(wanted, results, strict=True):
         memo[_key(fact, arguments)] = result

@@ -67,6 +67,17 @@ def bind_host_problems(bind_host: str, addresses: list[str]) -> list[str]:
             f"could not listen there: set bind_host to one of these, or 0.0.0.0"]
 
 
+def path_problems(directories: dict[str, dict | None], files: dict[str, dict]) -> list[str]:
+    """A path the deploy manages holding something else (a file where a directory goes, a directory
+    where a file goes): no write there could succeed, so it is refused before any."""
+    problems = [f"{path}: exists but is not a directory; the deploy keeps its files there: move it aside "
+                f"(e.g. mv {path} {path}.old) and run again" for path, seen in directories.items()
+                if seen is not None and not seen["is_dir"]]
+    problems += [f"{path}: cannot be read as a file ({seen['error']}); the deploy writes this file: move what is "
+                 f"there aside and run again" for path, seen in files.items() if seen.get("error")]
+    return problems
+
+
 def host_problems(settings: Settings, facts: dict) -> list[str]:
     problems = bind_host_problems(settings.bind_host, facts["addresses"])
     if facts["pid1"] != "systemd":
@@ -137,7 +148,7 @@ def preflight(settings: Settings, redis: RedisSettings | None = None) -> dict:
     One round trip: the managed files and the generations are read here too, for the operations
     planned after preflight (see fact_cache)."""
     redis_probe = [(RedisProbe, {"address": redis.address, "port": redis.redis_port})] if redis else []
-    facts, probes, _, _, *redis_found = read_together(
+    facts, probes, files, _, *redis_found = read_together(
         (GatewayHost, {"bind_port": settings.bind_port, "venv_root": settings.venv_root,
                        "account": (settings.service_user, settings.service_group),
                        "directories": [d.path for d in managed_directories(settings).values()],
@@ -149,7 +160,8 @@ def preflight(settings: Settings, redis: RedisSettings | None = None) -> dict:
         (Generations, {"spec": spec_of(settings)}),
         *redis_probe,
     )
-    problems = identity_problems(settings, facts, host.name) + host_problems(settings, facts)
+    problems = (identity_problems(settings, facts, host.name) + host_problems(settings, facts)
+                + path_problems(facts["directories"], files))
     if redis:
         problems += redis_problems(redis, redis_found[0])
     found, down = backend_problems(dict(zip(settings.backends, probes, strict=True)), allowed_down())
