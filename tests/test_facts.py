@@ -180,6 +180,22 @@ def test_gateway_host_reads_the_host_as_it_is(tmp_path: Path):
         assert "127.0.0.1" in found["addresses"]
 
 
+def test_a_deployed_venv_that_cannot_run_counts_as_none_so_the_deploy_builds_it_again(tmp_path: Path):
+    """Before: a venv whose interpreter link was gone (python3 removed or upgraded under it) kept its id,
+    so every later deploy skipped the install and failed its canary, forever."""
+    venv = tmp_path / "venvs" / "abc"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".hx-venv-id").write_text("abc\n")
+    (tmp_path / "current").symlink_to(venv)
+    (venv / "bin" / "litellm").write_text("#!/bin/sh\n")
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    assert host_facts.gateway_host(1, str(tmp_path))["installed_venv_id"] == "abc"
+    (venv / "bin" / "python").unlink()
+    (venv / "bin" / "python").symlink_to(tmp_path / "gone" / "python3")  # dangling
+    found = host_facts.gateway_host(1, str(tmp_path))
+    assert found["installed_venv_id"] == "" and found["venv"] == str(venv) and found["venv_runnable"] is False
+
+
 def test_venv_litellm_asks_the_venvs_own_interpreter_and_is_empty_without_one(tmp_path: Path):
     assert run(shell_command(VenvLitellm().program(venv_root=str(tmp_path)))) == ""
     interpreter = tmp_path / "venvs" / "a" / "bin" / "python"

@@ -197,6 +197,20 @@ def test_a_deploy_killed_during_the_venv_install_converges_next_time(converged, 
     assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
 
 
+def test_a_deployed_venv_whose_interpreter_is_gone_is_built_again_by_the_next_run(converged, lab_secrets):
+    """Before: the venv kept its id, so every deploy skipped the install and failed its canary
+    ("Failed to execute .../bin/litellm"), forever. The running service is not touched until then."""
+    pid = main_pid()
+    exec_in("hx-api", "sh", "-c", 'rm -f "$(readlink -f /opt/litellm/current)"/bin/python*')
+    run = pyinfra(secrets_env=lab_secrets)
+    assert run.returncode == 0, run.output[-3000:]
+    assert any(op.startswith("Install | Install LiteLLM") and op.endswith("the deployed one cannot run")
+               for op in run.changed_ops()), run.changed_ops()
+    assert main_pid() != pid and exec_in("hx-api", "systemctl", "is-active", "litellm") == "active"
+    again = pyinfra(secrets_env=lab_secrets)
+    assert again.returncode == 0 and again.changed_ops() == [], again.changed_ops()
+
+
 def test_files_a_stopped_run_wrote_reach_the_service_at_the_next_run(converged, lab_secrets):
     """A run that wrote config.yaml and stopped before the restart (killed, or its connection lost)
     leaves the file as declared but newer than the running service (here: the same text, written

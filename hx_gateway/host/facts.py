@@ -248,6 +248,13 @@ def installed_litellm(venv: str) -> str:
     return ""
 
 
+def runnable_venv(venv: str) -> bool:
+    """Whether the venv can still start the gateway: its interpreter (a link to the system's python3,
+    which an upgrade or a hand may remove) and its `litellm` script are there."""
+    return os.access(os.path.join(venv, "bin", "python"), os.X_OK) and os.path.isfile(os.path.join(venv, "bin",
+                                                                                                 "litellm"))
+
+
 def addresses() -> list[str]:
     """Every address on the host's interfaces (`ip -o addr show`), loopback included."""
     words = output_of(["ip", "-o", "addr", "show"]).split()
@@ -276,9 +283,11 @@ def gateway_host(bind_port: int, venv_root: str, account: list[str] | None = Non
         "glibc": _glibc(),
         "cpus": os.cpu_count() or 1,
         "listeners": listeners(bind_port, user or None),
-        "installed_venv_id": _read(os.path.join(target, ".hx-venv-id")) if target else "",
+        # A venv that cannot run counts as none: the deploy builds it again instead of failing every run.
+        "installed_venv_id": _read(os.path.join(target, ".hx-venv-id")) if target and runnable_venv(target) else "",
         "installed_litellm": installed_litellm(target) if target else "",
         "venv": target,
+        "venv_runnable": runnable_venv(target) if target and os.path.isdir(target) else None,  # None: no venv
         "account": _account(user, group) if user else {},
         "directories": {d: _directory(d) for d in directories or []},
         "unit": _unit_state(unit, reads),

@@ -97,7 +97,9 @@ def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
         ensure_directory(directories[key], facts["directories"])
     if venv.installed:
         return {}
-    before = f"LiteLLM {facts['installed_litellm']}" if facts.get("installed_litellm") else "no venv"
+    broken = facts.get("venv_runnable") is False
+    before = ("a venv that cannot run (bin/python or bin/litellm missing)" if broken
+              else f"LiteLLM {facts['installed_litellm']}" if facts.get("installed_litellm") else "no venv")
     changes.record("venv", f"{settings.venv_root}/current",
                    f"{before} -> LiteLLM {venv.litellm_version} (venv {venv.venv_id[:16]}, {venv.target.key})")
     archive = venv.wheelhouse()
@@ -105,5 +107,6 @@ def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
               dest=f"{CACHE_ON_TARGET}/{archive.name}", mode="644")
     script = install_script(settings, archive.name, lock.file_sha256(archive), venv.venv_id)
     installed = server.shell(name=f"Install LiteLLM {venv.litellm_version} into venv {venv.venv_id[:16]} "
-                                  f"({venv.target.key}, uv)", commands=[script])
+                                  f"({venv.target.key}, uv){'; the deployed one cannot run' if broken else ''}",
+                          commands=[script])
     return {"venv": installed}
