@@ -304,3 +304,14 @@ def test_a_managed_path_holding_the_wrong_kind_of_thing_is_reported_not_raised(t
     under_file, a_dir = str(tmp_path / "conf" / "config.yaml"), str(tmp_path / "dir.yaml")
     found = host_facts.file_states([under_file, a_dir], [], "salt", with_text=True)
     assert found == {under_file: {"exists": False}, a_dir: {"exists": True, "error": "IsADirectoryError"}}
+
+
+def test_a_units_state_lists_its_drop_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    fake = tmp_path / "systemctl"
+    fake.write_text("#!/bin/sh\nprintf 'MainPID=0\\nActiveState=inactive\\nUnitFileState=enabled\\n"
+                    "DropInPaths=/etc/systemd/system/x.service.d/a.conf /run/systemd/system/x.service.d/b.conf\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    state = host_facts._unit_state("x.service", ["/etc/x.conf"])
+    assert state == {"active": False, "enabled": True, "stale": [],
+                     "drop_ins": ["/etc/systemd/system/x.service.d/a.conf", "/run/systemd/system/x.service.d/b.conf"]}

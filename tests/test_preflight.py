@@ -115,3 +115,10 @@ def test_a_file_where_a_managed_directory_goes_and_a_directory_where_a_file_goes
         "(e.g. mv /etc/litellm /etc/litellm.old) and run again",
         "/etc/systemd/system/litellm.service: cannot be read as a file (IsADirectoryError); the deploy writes "
         "this file: move what is there aside and run again"]
+
+
+def test_a_drop_in_on_the_gateways_unit_is_a_warning_naming_it():
+    assert preflight.drop_in_warning("litellm.service", []) is None
+    warning = preflight.drop_in_warning("litellm.service", ["/etc/systemd/system/litellm.service.d/override.conf"])
+    assert warning.startswith("litellm.service has drop-in(s) this deploy did not write: "
+                              "/etc/systemd/system/litellm.service.d/override.conf;")

@@ -209,9 +209,13 @@ def _unit_state(unit: str, reads: list[str] | None = None, reloads: bool = False
     processes read them (a run that wrote them and stopped before the restart or reload)."""
     if not unit:
         return {}
-    shown = output_of(["systemctl", "show", "-p", "ActiveState", "-p", "UnitFileState", "-p", "MainPID", unit]).split()
-    state: dict[str, Any] = {"active": "ActiveState=active" in shown, "enabled": "UnitFileState=enabled" in shown}
-    main_pid = next((int(w.split("=", 1)[1]) for w in shown if w.startswith("MainPID=")), 0)
+    shown = dict(line.partition("=")[::2] for line in output_of(
+        ["systemctl", "show", "-p", "ActiveState", "-p", "UnitFileState", "-p", "MainPID", "-p", "DropInPaths",
+         unit]).splitlines())
+    state: dict[str, Any] = {"active": shown.get("ActiveState") == "active",
+                             "enabled": shown.get("UnitFileState") == "enabled",
+                             "drop_ins": shown.get("DropInPaths", "").split()}
+    main_pid = int(shown["MainPID"]) if shown.get("MainPID", "").isdigit() else 0
     since = loaded_since(main_pid, reloads) if state["active"] and reads else None
     state["stale"] = newer_than(reads or [], since) if since is not None else []
     return state

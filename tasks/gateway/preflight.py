@@ -78,6 +78,15 @@ def path_problems(directories: dict[str, dict | None], files: dict[str, dict]) -
     return problems
 
 
+def drop_in_warning(unit: str, drop_ins: list[str]) -> str | None:
+    """The deploy writes no drop-in for the gateway's unit: one on the host changes the unit outside
+    the deploy (hardening, ExecStart, environment). A warning, not a refusal: it may be deliberate."""
+    if not drop_ins:
+        return None
+    return (f"{unit} has drop-in(s) this deploy did not write: {', '.join(drop_ins)}; they override the unit "
+            f"it declares (hardening, ExecStart, environment). Remove them, or set what they set through group_data")
+
+
 def host_problems(settings: Settings, facts: dict) -> list[str]:
     problems = bind_host_problems(settings.bind_host, facts["addresses"])
     if facts["pid1"] != "systemd":
@@ -166,6 +175,9 @@ def preflight(settings: Settings, redis: RedisSettings | None = None) -> dict:
         problems += redis_problems(redis, redis_found[0])
     found, down = backend_problems(dict(zip(settings.backends, probes, strict=True)), allowed_down())
     problems += found
+    warning = drop_in_warning(f"{settings.service_name}.service", facts["unit"].get("drop_ins", []))
+    if warning:
+        host.log(warning, logger.warning)
     if problems:
         raise PreflightError(f"preflight failed on {host.name}; nothing was changed:\n"
                              + "\n".join(f"  - {p}" for p in problems))
