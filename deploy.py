@@ -8,15 +8,21 @@ change.md`; rollback: `python -m hx_gateway.rollback inventory.py`.
 """
 
 import sys
+from pathlib import Path
 
 from pyinfra import host, state
 
-from hx_gateway.model.plan import run_plans
-from hx_gateway.model.refusal import Refusal, refuse
-from hx_gateway.pyinfra_ext.announce import announce_plan_verdict
-from tasks.gateway import gateway
-from tasks.lb import lb
-from tasks.redis import redis
+# `pyinfra INVENTORY /path/to/deploy.py` from any directory finds this repository's packages.
+REPOSITORY = str(Path(__file__).resolve().parent)
+if REPOSITORY not in sys.path:
+    sys.path.insert(0, REPOSITORY)
+
+from hx_gateway.model.plan import run_plans  # noqa: E402
+from hx_gateway.model.refusal import Refusal, refuse  # noqa: E402
+from hx_gateway.pyinfra_ext.announce import announce_plan_verdict  # noqa: E402
+from tasks.gateway import gateway  # noqa: E402
+from tasks.lb import lb  # noqa: E402
+from tasks.redis import redis  # noqa: E402
 
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
 

@@ -107,3 +107,17 @@ def test_verify_refuses_bad_settings_and_an_unwritable_evidence_directory_before
     assert unwritable.returncode == 1 and "--evidence-dir" in unwritable.stderr, unwritable
     for run in (bad, unwritable):
         assert "Traceback" not in run.stdout + run.stderr and "hx-gw.invalid" not in run.stdout + run.stderr, run
+
+
+def test_the_deploy_runs_from_another_directory_and_says_when_the_repositorys_group_data_is_missing(tmp_path):
+    """Before: `pyinfra INVENTORY /path/to/deploy.py` from another directory ended in ModuleNotFoundError
+    (hx_gateway), and without the repository's group_data/ every knob was listed as missing, one per line."""
+    (tmp_path / "inventory.py").write_text('litellm = ["@local"]\n')
+    env = {**os.environ, "HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
+           "HX_SECRETS_FILE": "/nonexistent"}
+    run = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), "--dry", str(tmp_path / "inventory.py"),
+                          str(REPO / "deploy.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0 and "Traceback" not in output and "ModuleNotFoundError" not in output, output
+    assert "knobs missing from the host data" in output and f"--group-data {REPO / 'group_data'}" in output, output
+    assert output.count("missing from the host data") == 1

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -137,6 +138,7 @@ class Settings:
 # Knobs of the gateway hosts: Settings' fields (group_data/all.py and litellm.py hold their defaults);
 # of the backend hosts (group `llm`): group_data/llm.py.
 GATEWAY_KNOBS = tuple(f.name for f in fields(Settings))
+REPOSITORY_GROUP_DATA = Path(__file__).resolve().parents[2] / "group_data"
 BACKEND_KNOBS = ("ollama_service", "ollama_port")
 
 
@@ -389,6 +391,11 @@ def _extra(data: Mapping[str, Any], name: str, problems: list[str]) -> dict[str,
 def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") -> Settings:
     """Build `Settings` from pyinfra host data (or any mapping); raise SettingsError on any problem."""
     missing = [name for name in GATEWAY_KNOBS if name not in data]
+    if len(missing) > 3:  # not a knob deleted by hand: the repository's group_data/ was never loaded
+        raise SettingsError([f"{len(missing)} knobs missing from the host data (e.g. {', '.join(missing[:3])}): "
+                             f"the repository's group_data/, which declares every knob with its default, was "
+                             f"not loaded. Run pyinfra from the repository, or pass --group-data "
+                             f"{REPOSITORY_GROUP_DATA}"])
     if missing:  # every default is declared once, in group_data/; this code holds none of its own
         raise SettingsError([f"{name}: missing from the host data; group_data/ declares every knob with its default: "
                              f"run pyinfra from the repository (or pass its group_data/)" for name in missing])
