@@ -59,6 +59,9 @@ class LoadResult:
             "mean_ms": round(statistics.fmean(latencies), 1) if latencies else 0.0,
             "backends": dict(Counter(o.backend for o in self.outcomes if o.ok)),
             "statuses": dict(Counter(str(o.status) for o in self.outcomes)),
+            # why the failures failed: the commonest reasons, with their counts
+            "errors_by_reason": dict(Counter(o.error[:120] or f"HTTP {o.status}" for o in self.failures())
+                                     .most_common(3)),
         }
 
 
@@ -128,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        parser.error(f"url {args.url!r}: write the gateway's base URL with its scheme, e.g. http://hx-api:4000")
+    if not os.environ.get(args.key_env):
+        parser.error(f"--key-env {args.key_env}: not set in the environment; export it (the key is never an "
+                     f"argument: it would show in the process list)")
     result = run_load(args.url, os.environ[args.key_env], chat_body(args.model), args.requests, args.concurrency,
                       max_seconds=args.max_seconds)
     print(json.dumps(result.summary()))

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hx_gateway.load import chat_body, run_load
+from hx_gateway.load import chat_body, main, run_load
 
 
 class Backend(BaseHTTPRequestHandler):
@@ -58,6 +58,8 @@ def test_counts_answers_errors_and_backends(server):
     assert sum(summary["backends"].values()) == 80 and set(summary["backends"]) == {
         "http://llm01:11434", "http://llm02:11434"}
     assert {o.error for o in result.failures() if o.status == 500} == {'{"error": "backend down"}'}
+    assert sum(summary["errors_by_reason"].values()) == 20 and summary["errors_by_reason"][
+        '{"error": "backend down"}'] == 10
     path, authorization, body = Backend.seen[0]
     assert path == "/prefix/v1/chat/completions" and authorization == "Bearer sk-test"
     assert body["model"] == "phi3-3.8b"
@@ -78,3 +80,17 @@ def test_a_failing_progress_callback_is_not_swallowed(server):
 
     with pytest.raises(RuntimeError, match="boom"):
         run_load(server, "k", chat_body("m"), 5, 1, on_progress=explode)
+
+
+@pytest.mark.parametrize(("argv", "env", "said"), [
+    (["hx-api:4000"], {"HX_MASTER_KEY": "sk-x"}, "write the gateway's base URL with its scheme"),
+    (["http://127.0.0.1:9"], {}, "--key-env HX_MASTER_KEY: not set in the environment"),
+])
+def test_the_command_refuses_a_url_without_scheme_and_a_missing_key_by_name(monkeypatch, capsys, argv, env, said):
+    """Before: a missing key was a KeyError traceback; a URL without a scheme went to localhost."""
+    monkeypatch.delenv("HX_MASTER_KEY", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and said in capsys.readouterr().err
