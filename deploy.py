@@ -20,6 +20,7 @@ if REPOSITORY not in sys.path:
 from hx_gateway.model.plan import run_plans  # noqa: E402
 from hx_gateway.model.refusal import Refusal, refuse  # noqa: E402
 from hx_gateway.pyinfra_ext.announce import announce_plan_verdict  # noqa: E402
+from hx_gateway.pyinfra_ext.command_line import command_line_problems  # noqa: E402
 from tasks.gateway import gateway  # noqa: E402
 from tasks.lb import lb  # noqa: E402
 from tasks.redis import redis  # noqa: E402
@@ -28,10 +29,9 @@ announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what c
 
 try:
     plan = run_plans(state).get(host.name)  # every host's settings and secrets, before any host plans anything
-    if plan and plan.gateway and plan.gateway.fleet.lbs and "--no-wait" in sys.argv:
-        raise Refusal("pyinfra --no-wait runs each host's operations on their own, so the gateways behind the "
-                      "balancers would restart at the same moment; run without --no-wait (the rolling restart "
-                      "takes one gateway at a time)")
+    problems = command_line_problems(sys.argv, bool(plan and plan.gateway and plan.gateway.fleet.lbs))
+    if problems:
+        raise Refusal("\n".join(problems))
     if plan and plan.redis:
         redis(plan.redis)
     if plan and plan.gateway:

@@ -43,9 +43,17 @@ from hx_gateway.pyinfra_ext.remote import run_as_root
 EXIT_CODES = {"healthy": 0, "failed": 1, "degraded": 2}
 
 
+def existing_directory(path: str) -> str:
+    """A --group-data that is no directory would be skipped without a word (pyinfra's way): the tool
+    would then check other settings than the ones deployed."""
+    if not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path}: no such directory")
+    return path
+
+
 def add_group_data_option(parser: argparse.ArgumentParser) -> None:
     """Every tool reads the hosts' data as the deploy did: pass the same --group-data as to pyinfra."""
-    parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
+    parser.add_argument("--group-data", action="append", default=[], metavar="DIR", type=existing_directory,
                         help="more group data, as given to pyinfra (repeatable)")
 
 

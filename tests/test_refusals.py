@@ -14,6 +14,7 @@ from conftest import REPO, defaults, random_key
 
 from hx_gateway.model.plan import fleet_plans
 from hx_gateway.model.settings import SettingsError
+from hx_gateway.pyinfra_ext.command_line import group_data_directories
 
 
 def refused_run(tmp_path: Path, group_data: dict[str, str], *options: str) -> str:
@@ -121,3 +122,23 @@ def test_the_deploy_runs_from_another_directory_and_says_when_the_repositorys_gr
     assert run.returncode != 0 and "Traceback" not in output and "ModuleNotFoundError" not in output, output
     assert "knobs missing from the host data" in output and f"--group-data {REPO / 'group_data'}" in output, output
     assert output.count("missing from the host data") == 1
+
+
+@pytest.mark.parametrize("name", ["verify", "rollback", "ticket", "destroy"])
+def test_every_tool_refuses_a_group_data_directory_that_does_not_exist(tmp_path, name):
+    """pyinfra skips a missing --group-data without a word; a tool would then check other settings than
+    the ones deployed."""
+    (tmp_path / "inventory.py").write_text('litellm = ["hx-gw.invalid"]\n')
+    extra = ["--out", str(tmp_path / "t.md")] if name == "ticket" else []
+    run = tool(name, str(tmp_path / "inventory.py"), "--group-data", str(tmp_path / "gd-typo"), *extra)
+    assert run.returncode == 2 and "gd-typo: no such directory" in run.stderr, run
+
+
+def test_a_group_data_directory_that_does_not_exist_is_refused_not_skipped(tmp_path):
+    """pyinfra skips it without a word: the repository's defaults would be deployed in place of the
+    operator's settings."""
+    output = refused_run(tmp_path, {}, "--dry", "--group-data", str(tmp_path / "gd-typo"))
+    assert f"--group-data {tmp_path / 'gd-typo'}: no such directory" in output, output[-3000:]
+    assert "Traceback" not in output and "--> Plan:" not in output
+    assert group_data_directories(["pyinfra", "--group-data", "a", "--group-data=b", "inv.py", "deploy.py"]) == [
+        "a", "b"]
