@@ -32,3 +32,15 @@ model_groups = {"hx-chat": ["phi3-3.8b", "llama3-8b"]}
 client_keys = [
     {"name": "open-webui", "models": [], "rpm": 60, "max_concurrent": 10, "expires": None},
 ]
+
+# --- TLS for clients ------------------------------------------------------------------------
+# Paths on the control node. With tls_certificate (the chain, server certificate first) and tls_key
+# (its private key, mode 0600: a secret like the master key) set, the gateway serves HTTPS on
+# bind_port and gateway_url is https://; None serves plain HTTP.
+tls_certificate = None
+tls_key = None
+# The CA (PEM) that signed the certificate: the deploy installs it into every managed host's trust
+# store and every check trusts it. None: the chain must verify against the control node's system store.
+ca_bundle = None
+# A certificate with fewer days left refuses the deploy (below 30 it warns).
+tls_min_days_left = 14

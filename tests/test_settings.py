@@ -317,8 +317,8 @@ def test_the_defaults_are_exactly_these():
     assert s.backend_models() == {b: ["phi3:3.8b-mini-128k-instruct-q8_0", "llama3:8b-instruct-q8_0",
                                       "mxbai-embed-large"] for b in s.backends}
     assert s.path("x.yaml") == "/etc/litellm/x.yaml"
-    trailing = load_settings({**defaults(), "venv_root": "/srv/llm/", "gateway_url": "https://gw:443/"}, "x")
-    assert (trailing.venv_root, trailing.gateway_url) == ("/srv/llm", "https://gw:443")
+    trailing = load_settings({**defaults(), "venv_root": "/srv/llm/", "gateway_url": "http://gw:80/"}, "x")
+    assert (trailing.venv_root, trailing.gateway_url) == ("/srv/llm", "http://gw:80")
 
 
 def test_a_knob_missing_from_the_host_data_is_named():

@@ -145,6 +145,10 @@ def fleet_problems(redis_hosts: Sequence[str], lb_hosts: Sequence[str], gateway_
             problems.append(f"{name}: bind_host {settings.bind_host} / gateway_url {settings.gateway_url} is "
                             f"loopback, which a balancer on another host cannot reach; bind the gateway to "
                             f"an address the `lb` hosts reach (e.g. 0.0.0.0) and name it in gateway_url")
+    if lb_hosts and any(settings.tls for settings in gateways.values()):
+        problems.append("tls_certificate: HTTPS is served by the gateway itself, not yet by HAProxy in front of it; "
+                        "with an `lb` group, leave tls_certificate and tls_key unset (clients reach HAProxy in "
+                        "plain HTTP on the private network)")
     for lb in lbs:
         for name, settings in gateways.items():
             longest = settings.request_timeout * (settings.num_retries + 1)

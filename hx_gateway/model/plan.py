@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pyinfra.api.connectors import get_all_connectors
 
@@ -13,6 +14,7 @@ from hx_gateway import lock
 from hx_gateway.model.fleet import Fleet, LbSettings, Member, RedisSettings, fleet_problems, load_lb, load_redis
 from hx_gateway.model.secrets import Secrets, SecretText, load_secrets, redis_password_problems
 from hx_gateway.model.settings import Settings, SettingsError, load_settings, unknown_knob_problems
+from hx_gateway.model.tls import TlsMaterial, load_tls
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class GatewayPlan:
     settings: Settings
     secrets: Secrets
     fleet: Fleet = Fleet()
+    tls: TlsMaterial | None = None  # the gateway serves HTTPS with it
+    warnings: tuple[str, ...] = ()  # said before the host's changes, refusing nothing
 
     def venv_for(self, facts: Mapping[str, Any]) -> VenvPlan:
         target = lock.TargetPython(facts["python"], facts["arch"], facts["glibc"])
@@ -67,9 +71,22 @@ class HostPlan:
 
 
 def gateway_plan(data: Mapping[str, Any], inventory_name: str, with_redis: bool = False) -> GatewayPlan:
-    """Validate everything before any host is touched (raises SettingsError)."""
+    """Validate everything before any host is touched (raises SettingsError listing every problem)."""
     settings = load_settings(data, inventory_name)
-    return GatewayPlan(settings, load_secrets(settings, with_redis=with_redis))
+    problems: list[str] = []
+    try:
+        secrets = load_secrets(settings, with_redis=with_redis)
+    except SettingsError as error:
+        problems += error.problems
+    tls, warnings = None, []
+    if settings.tls:
+        checked = load_tls(str(settings.tls_certificate), str(settings.tls_key), settings.ca_bundle,
+                           urlsplit(settings.gateway_url).hostname or "", settings.tls_min_days_left)
+        problems += checked.problems
+        tls, warnings = checked.material, checked.warnings
+    if problems:
+        raise SettingsError(problems)
+    return GatewayPlan(settings, secrets, tls=tls, warnings=tuple(warnings))
 
 
 class _Problems:
@@ -129,7 +146,8 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
     for name, _, _ in members:
         gateway = gateways.get(name)
         plans[name] = HostPlan(
-            gateway=GatewayPlan(gateway.settings, gateway.secrets, fleet) if gateway else None,
+            gateway=GatewayPlan(gateway.settings, gateway.secrets, fleet, gateway.tls, gateway.warnings)
+            if gateway else None,
             redis=RedisPlan(redis[name], password, fleet) if name in redis and password else None,
             lb=LbPlan(lbs[name], fleet) if name in lbs else None)
     return plans

@@ -94,10 +94,24 @@ class Settings:
     extra_router_settings: Mapping[str, Any] = field(default_factory=dict)
     extra_litellm_settings: Mapping[str, Any] = field(default_factory=dict)
     allowed_client_networks: tuple[str, ...] = field(default=())
+    # TLS for clients: paths on the control node (model/tls.py reads and checks the files).
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+    ca_bundle: str | None = None
+    tls_min_days_left: int = 14
 
     @property
     def is_lab(self) -> bool:
         return self.environment == "lab"
+
+    @property
+    def tls(self) -> bool:
+        """The gateway serves HTTPS (tls_certificate and tls_key are set)."""
+        return bool(self.tls_certificate)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def alias_names(self) -> tuple[str, ...]:
@@ -120,7 +134,7 @@ class Settings:
         if address.is_unspecified:
             address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
         host = f"[{address}]" if address.version == 6 else str(address)
-        return f"http://{host}:{self.bind_port}"
+        return f"{self.scheme}://{host}:{self.bind_port}"
 
     def path(self, name: str) -> str:
         return f"{self.config_dir}/{name}"
@@ -223,6 +237,26 @@ def _shape_problems(data: Mapping[str, Any]) -> dict[str, str]:
         if data[name] is not None and not isinstance(data[name], Mapping):
             found[name] = f"{name}: {data[name]!r} is not a dict; set {meaning}"
     return found
+
+
+def _tls_problems(data: Mapping[str, Any], gateway_url: Any) -> list[str]:
+    """The TLS knobs' shapes and the URL's scheme; the files themselves are read by model/tls.py."""
+    problems = []
+    for name in ("tls_certificate", "tls_key", "ca_bundle"):
+        if data[name] is not None and (not isinstance(data[name], str) or not data[name].strip()):
+            problems.append(f"{name}: {data[name]!r} is not a path; set the path of a PEM file on the control node, "
+                            f"or None")
+    if bool(data["tls_certificate"]) != bool(data["tls_key"]):
+        problems.append("tls_certificate, tls_key: set both (the certificate chain and its private key) to serve "
+                        "HTTPS, or neither for plain HTTP")
+    scheme = urlsplit(gateway_url).scheme if isinstance(gateway_url, str) else ""
+    if data["tls_certificate"] and data["tls_key"] and scheme == "http":
+        problems.append(f"gateway_url: {gateway_url!r} is plain HTTP but the gateway serves HTTPS (tls_certificate "
+                        f"is set); write it with https://")
+    elif not (data["tls_certificate"] and data["tls_key"]) and scheme == "https":
+        problems.append(f"gateway_url: {gateway_url!r} is HTTPS but tls_certificate and tls_key are not set; set "
+                        f"them, or write the URL with http://")
+    return problems
 
 
 def _int(data: Mapping[str, Any], name: str, low: int, high: int, problems: list[str]) -> int:
@@ -441,8 +475,10 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
     problems += _bind_host_problems(bind_host)
     networks = data["allowed_client_networks"] or ()
     problems += _network_problems(networks, "allowed_client_networks")
-    gateway_url = data["gateway_url"] or f"http://{inventory_name.split('/')[-1]}:{bind_port}"
+    scheme = "https" if data["tls_certificate"] and data["tls_key"] else "http"
+    gateway_url = data["gateway_url"] or f"{scheme}://{inventory_name.split('/')[-1]}:{bind_port}"
     problems += _problems_for_url(gateway_url, "gateway_url")
+    problems += _tls_problems(data, gateway_url)
     settings = Settings(
         environment=str(environment),
         bind_host=str(bind_host),
@@ -474,6 +510,10 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
         allowed_client_networks=tuple(networks),
         extra_router_settings=_extra(data, "extra_router_settings", problems),
         extra_litellm_settings=_extra(data, "extra_litellm_settings", problems),
+        tls_certificate=data["tls_certificate"] or None,
+        tls_key=data["tls_key"] or None,
+        ca_bundle=data["ca_bundle"] or None,
+        tls_min_days_left=_int(data, "tls_min_days_left", 1, 365, problems),
     )
     if not problems and settings.drain_timeout <= settings.request_timeout:
         problems.append(f"drain_timeout: {settings.drain_timeout} s is not longer than request_timeout "
