@@ -28,6 +28,7 @@ from hx_gateway.patches import ssh_stalls
 from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.proof.evidence import overall, print_outputs, write_evidence
 from hx_gateway.proof.fleet import balancer_checks, balancer_client_checks, cache_checks, redis_checks
+from hx_gateway.proof.tls import tls_checks
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import (
     GatewayHost,
@@ -132,7 +133,8 @@ def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
             counts[backend] = sum(1 for p in peers if p in gateway_addresses)
         return counts
 
-    return checks + client_checks(s, plan.secrets, gateway.name, connections_per_backend)
+    checks += client_checks(s, plan.secrets, gateway.name, connections_per_backend)
+    return checks + (tls_checks(s, plan.tls, plan.secrets.master_key, gateway.name) if plan.tls else [])
 
 
 def verify_backend(host, backends: tuple[str, ...], wanted: dict[str, list[str]]) -> list[Check]:

@@ -315,3 +315,14 @@ def test_a_units_state_lists_its_drop_ins(tmp_path: Path, monkeypatch: pytest.Mo
     state = host_facts._unit_state("x.service", ["/etc/x.conf"])
     assert state == {"active": False, "enabled": True, "stale": [],
                      "drop_ins": ["/etc/systemd/system/x.service.d/a.conf", "/run/systemd/system/x.service.d/b.conf"]}
+
+
+def test_a_secret_that_is_no_dotenv_file_comes_back_as_its_digest_alone(tmp_path: Path):
+    """A private key's base64 lines may end in '=': split as NAME=value they would send pieces of it."""
+    key = ("-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\nAbCdEfGh==\n"
+           "-----END PRIVATE KEY-----\n")
+    (tmp_path / "tls-key.pem").write_text(key)
+    path = str(tmp_path / "tls-key.pem")
+    found = host_facts.file_states([path], [path], "salt", with_text=True, dotenv_paths=[])[path]
+    assert found["entries"] == {} and "text" not in found and found["sha256"]
+    assert "AbCdEfGh" not in json.dumps(found) and "MIGH" not in json.dumps(found)

@@ -151,3 +151,26 @@ def test_only_the_aliases_with_a_cache_ttl_are_cached_and_only_with_a_redis_host
     plain = load_settings(defaults(), "hx-api")
     assert "cache" not in yaml.safe_load(render.render_config(plain, "1.106.2", redis))["litellm_settings"]
     assert "HX_CACHE_TTLS" not in render.service_environment(plain, "litellm")
+
+
+def test_with_tls_the_unit_and_the_canary_serve_https_from_files_only_the_service_reads(tmp_path):
+    from hx_gateway.pyinfra_ext.health import canary_command
+    from lab.tls import ensure_lab_tls
+
+    lab = ensure_lab_tls(tmp_path / "tls", ["hx-api"])
+    settings = load_settings({**defaults(), **lab.knobs()}, "hx-api")
+    files = render.managed_files(settings)
+    chain, key, ca = files["tls_chain"], files["tls_key"], files["ca"]
+    assert (chain.path, chain.user, chain.group, chain.mode, chain.secret) == (
+        "/etc/litellm/tls-chain.pem", "root", "litellm", "640", False)
+    assert (key.path, key.user, key.group, key.mode, key.secret, key.dotenv) == (
+        "/etc/litellm/tls-key.pem", "root", "litellm", "640", True, False)
+    assert (ca.path, ca.mode) == ("/usr/local/share/ca-certificates/hx-gateway-ca.crt", "644")
+    tls = " --ssl_certfile_path /etc/litellm/tls-chain.pem --ssl_keyfile_path /etc/litellm/tls-key.pem"
+    assert f"--num_workers 2 --run_gunicorn{tls}\n" in render.render_unit(settings, 2, [])
+    assert canary_command(settings, "canary", 4100).endswith(f"--num_workers 1{tls}")
+    plain = load_settings(defaults(), "hx-api")
+    assert not set(render.managed_files(plain)) & {"tls_chain", "tls_key", "ca"}
+    assert "--ssl" not in render.render_unit(plain, 2, []) + canary_command(plain, "canary", 4100)
+    without_ca = load_settings({**defaults(), **lab.knobs(), "ca_bundle": None}, "hx-api")
+    assert "ca" not in render.managed_files(without_ca)

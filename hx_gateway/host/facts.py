@@ -360,10 +360,13 @@ def dotenv_entries(text: str, salt: str) -> dict[str, str]:
     return {name: keyed(salt, value) for name, value in dotenv_values(text).items()}
 
 
-def file_states(paths: list[str], secret_paths: list[str], salt: str, with_text: bool) -> dict[str, Any]:
+def file_states(paths: list[str], secret_paths: list[str], salt: str, with_text: bool,
+                dotenv_paths: list[str] | None = None) -> dict[str, Any]:
     """sha256, owner and mode of each file; its text when `with_text` (for --diff), except a secret
-    file's: that comes as one keyed hash per NAME= line, so the control node learns which names changed
-    and nothing reusable about the values."""
+    file's: never its text; a secret dotenv file's (`dotenv_paths`; all secret files when None) comes
+    as one keyed hash per NAME= line, so the control node learns which names changed and nothing
+    reusable about the values. Another secret (a private key) comes as its digest alone: a NAME= split
+    of its lines would send pieces of it."""
     found: dict[str, Any] = {}
     for path in paths:
         try:
@@ -377,7 +380,8 @@ def file_states(paths: list[str], secret_paths: list[str], salt: str, with_text:
             continue
         item = {"exists": True, "sha256": hashlib.sha256(data).hexdigest(), **ownership(os.stat(path))}
         if path in secret_paths:
-            item["entries"] = dotenv_entries(data.decode(errors="replace"), salt)
+            dotenv = dotenv_paths is None or path in dotenv_paths
+            item["entries"] = dotenv_entries(data.decode(errors="replace"), salt) if dotenv else {}
         elif with_text:
             item["text"] = data.decode(errors="replace")
         found[path] = item

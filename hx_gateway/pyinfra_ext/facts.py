@@ -118,8 +118,9 @@ class FileStates(_JsonFact):
 
     default = dict
 
-    def program(self, paths: list[str], secret_paths: list[str], salt: str, with_text: bool) -> Program:  # type: ignore[override]
-        return host_fact("file_states", paths, secret_paths, salt, with_text)
+    def program(self, paths: list[str], secret_paths: list[str], salt: str, with_text: bool,  # type: ignore[override]
+                dotenv_paths: list[str] | None = None) -> Program:
+        return host_fact("file_states", paths, secret_paths, salt, with_text, dotenv_paths)
 
 
 class PeerConnections(_JsonFact):

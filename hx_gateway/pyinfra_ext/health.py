@@ -24,7 +24,7 @@ from hx_gateway.proof.redaction import redact_keys
 from hx_gateway.pyinfra_ext.facts import shell_command
 from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
 from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, run_as_root
-from hx_gateway.pyinfra_ext.render import service_environment
+from hx_gateway.pyinfra_ext.render import service_environment, tls_arguments
 
 HOST_HEALTH = Path(host_health.__file__).read_text()
 
@@ -36,7 +36,7 @@ class ServiceUnhealthy(RuntimeError):
 def health_problem(settings: Settings, port: int | None = None, unit: str | None = None) -> str:
     """'' when the service (or a canary on `port`, run as `unit`) is healthy and serves the declared
     models, else what is wrong."""
-    base = f"http://127.0.0.1:{port}" if port else settings.local_url  # a canary listens on loopback
+    base = f"{settings.scheme}://127.0.0.1:{port}" if port else settings.local_url  # a canary listens on loopback
     args = [base, settings.health_timeout, settings.path("litellm.env"),
             unit or settings.service_name, list(settings.public_models)]
     ok, output = run_as_root(shell_command((HOST_HEALTH, [json.dumps(args)])))
@@ -78,7 +78,7 @@ def canary_command(settings: Settings, unit: str, port: int) -> str:
     return " ".join(["systemd-run", "--quiet", "--collect", f"--unit={unit}",
                      *(f"-p {shlex.quote(p)}" for p in properties),
                      f"{settings.venv_root}/current/bin/litellm", "--config", settings.path("config.yaml"),
-                     "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"])
+                     "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1", *tls_arguments(settings)])
 
 
 def reported(check: Callable[..., None]) -> Callable[..., None]:

@@ -30,7 +30,8 @@ def file_states_arguments(every: list[ManagedFile]) -> dict:
     salted per-name hashes; the text of the others only when the run shows diffs."""
     ordered = sorted(every, key=lambda f: f.path)
     return {"paths": [f.path for f in ordered], "secret_paths": [f.path for f in ordered if f.secret],
-            "salt": RUN_SALT, "with_text": bool(state.config.DIFF)}
+            "salt": RUN_SALT, "with_text": bool(state.config.DIFF),
+            "dotenv_paths": [f.path for f in ordered if f.secret and f.dotenv]}
 
 
 def ensure_directory(directory: ManagedDirectory, seen: dict[str, dict | None]) -> None:
@@ -61,7 +62,7 @@ def describe_change(file: ManagedFile, current: dict, desired: str) -> tuple[str
         parts.append("create (contents hidden)" if file.secret else "create")
     elif not same_content:
         parts.append("contents changed (hidden)" if file.secret else "contents changed")
-    if file.secret and not same_content:
+    if file.secret and file.dotenv and not same_content:
         names = changed_names(current.get("entries", {}) if exists else {}, dotenv_entries(desired, RUN_SALT))
         if names:
             parts.append(f"names changed: {', '.join(names)}")

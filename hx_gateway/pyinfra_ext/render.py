@@ -35,6 +35,11 @@ class ManagedFile:
     group: str
     mode: str
     secret: bool = False
+    dotenv: bool = False  # a secret of NAME=value lines: a change says which names changed
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,24 @@ def managed_files(settings: Settings) -> dict[str, ManagedFile]:
         "auth": ManagedFile(settings.path("hx_auth.py"), **readable),
         "speedups": ManagedFile(settings.path("hx_speedups.py"), **readable),
         "keys": ManagedFile(settings.path("client_keys.json"), **readable),
-        "env": ManagedFile(settings.path("litellm.env"), "root", "root", "600", secret=True),
+        "env": ManagedFile(settings.path("litellm.env"), "root", "root", "600", secret=True, dotenv=True),
         "unit": ManagedFile(f"{UNIT_DIR}/{settings.service_name}.service", "root", "root", "644"),
+        **(tls_files(settings) if settings.tls else {}),
+    }
+
+
+# The operator's CA in Debian's trust store (update-ca-certificates reads *.crt here).
+CA_FILE = "/usr/local/share/ca-certificates/hx-gateway-ca.crt"
+
+
+def tls_files(settings: Settings) -> dict[str, ManagedFile]:
+    """With TLS on: the certificate chain and its key, read by the service only (group `litellm`);
+    the key is a secret (never shown, not even by name); the CA, when given, for the host's trust store."""
+    readable = {"user": "root", "group": settings.service_group, "mode": "640"}
+    return {
+        "tls_chain": ManagedFile(settings.path("tls-chain.pem"), **readable),
+        "tls_key": ManagedFile(settings.path("tls-key.pem"), **readable, secret=True),
+        **({"ca": ManagedFile(CA_FILE, "root", "root", "644")} if settings.ca_bundle else {}),
     }
 
 
@@ -167,10 +188,19 @@ def host_argument(settings: Settings) -> str:
     return f"[{settings.bind_host}]" if ipv6 and settings.server == "gunicorn" else settings.bind_host
 
 
+def tls_arguments(settings: Settings) -> list[str]:
+    """LiteLLM's command line for HTTPS (it hands both files to gunicorn or uvicorn); [] without TLS."""
+    if not settings.tls:
+        return []
+    files = tls_files(settings)
+    return ["--ssl_certfile_path", files["tls_chain"].path, "--ssl_keyfile_path", files["tls_key"].path]
+
+
 def render_unit(settings: Settings, workers: int, backend_addresses: list[str]) -> str:
     return _env.get_template("litellm.service.j2").render(
         s=settings, workers=workers, ip_allow=ip_allow_list(settings, backend_addresses),
         environment=service_environment(settings, settings.service_name), host_argument=host_argument(settings),
+        tls_arguments="".join(f" {a}" for a in tls_arguments(settings)),
     )
 
 

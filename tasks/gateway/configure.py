@@ -1,19 +1,22 @@
-"""Configure: config.yaml, the secret env file, the auth and speed-ups modules, the client key digests."""
+"""Configure: config.yaml, the secret env file, the auth and speed-ups modules, the client key digests;
+with TLS, the certificate chain, its key (a secret) and the CA in the host's trust store."""
 
 from __future__ import annotations
 
 from pyinfra.api import deploy
+from pyinfra.operations import server
 
 from hx_gateway.model.fleet import RedisSettings
 from hx_gateway.model.secrets import Secrets
 from hx_gateway.model.settings import Settings
+from hx_gateway.model.tls import TlsMaterial
 from hx_gateway.pyinfra_ext import render
 from hx_gateway.pyinfra_ext.operations import SecretText, ensure_directory, managed_file
 
 
 @deploy("Configure")
 def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts: dict,
-              redis: RedisSettings | None = None) -> dict:
+              redis: RedisSettings | None = None, tls: TlsMaterial | None = None) -> dict:
     """Returns the operations whose change means the service must restart, by what they manage."""
     managed = render.managed_files(settings)
     batch = tuple(managed.values())
@@ -27,10 +30,18 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
     }
     labels = {"config": "Render", "auth": "Auth module", "speedups": "Speed-ups module", "keys": "Client key digests",
               "env": "Secret env file"}
+    if tls:
+        contents.update(tls_chain=tls.chain_pem, tls_key=tls.key, **({"ca": tls.ca_pem} if "ca" in managed else {}))
+        labels.update(tls_chain=f"TLS certificate ({tls.certificate.describe()})", tls_key="TLS private key",
+                      ca="The operator's CA for the trust store")
     ops = {}
     for key, content in contents.items():
         file = managed[key]
         hidden = " (contents hidden)" if file.secret else ""
-        ops[file.path.rsplit("/", 1)[-1]] = managed_file(name=f"{labels[key]} {file.path}{hidden}", file=file,
-                                                         content=content, batch=batch)
+        ops[file.name] = managed_file(name=f"{labels[key]} {file.path}{hidden}", file=file, content=content,
+                                      batch=batch)
+    # The trust store the host's own clients read (curl, Python's ssl) is rebuilt from the CA file.
+    if "ca" in ops and ops["ca"].will_change:
+        server.shell(name="update-ca-certificates (the operator's CA changed)",
+                     commands=["update-ca-certificates"], _if=ops["ca"].did_change)
     return ops
