@@ -31,7 +31,7 @@ from hx_gateway.proof.evidence import print_outputs, write_evidence
 from hx_gateway.pyinfra_ext.facts import shell_command
 from hx_gateway.pyinfra_ext.generations import STORE
 from hx_gateway.pyinfra_ext.remote import run_as_root
-from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET, managed_files
+from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET, files_read, managed_files
 from hx_gateway.verify import add_group_data_option, load_inventory, load_state, writable_directory
 
 HOST_DESTROY = Path(host_destroy.__file__).read_text()
@@ -42,10 +42,10 @@ class DestroyError(RuntimeError):
 
 
 def spec_of(s: Settings, keep_data: bool) -> dict[str, Any]:
-    files = managed_files(s)
+    files = files_read(s)  # with what a part switched off may have left (TLS files, the CA)
     return {
-        "unit": f"{s.service_name}.service", "unit_path": files["unit"].path, "port": s.bind_port,
-        "files": [f.path for f in files.values()], "secret_files": [f.path for f in files.values() if f.secret],
+        "unit": f"{s.service_name}.service", "unit_path": managed_files(s)["unit"].path, "port": s.bind_port,
+        "files": [f.path for f in files], "secret_files": [f.path for f in files if f.secret],
         "config_dir": s.config_dir, "venv_root": s.venv_root, "cache_dir": CACHE_ON_TARGET,
         "store": STORE, "state_dir": str(Path(STORE).parent), "keep_data": keep_data,
         "account": {"user": s.service_user, "group": s.service_group},

@@ -1,5 +1,6 @@
 """`./hx lab [--fleet]`: bring the lab up, deploy into it, and prove it (the README's first command).
-With --fleet the lab is the whole service: hx-redis and hx-lb in front of two gateways.
+With --fleet the lab is the whole service: hx-redis and hx-lb in front of two gateways; with --tls
+the gateways serve HTTPS with the lab's own CA (made once in ~/.config/hx-gateway/lab-tls/).
 
 Secrets: HX_MASTER_KEY / HX_CLIENT_KEY_* from the environment, else a lab secrets file generated
 once at ~/.config/hx-gateway/lab-secrets.env (mode 0600, outside the repository).
@@ -18,6 +19,7 @@ from lab.lab import Lab
 REPO = Path(__file__).resolve().parent.parent
 LAB_SECRETS = Path("~/.config/hx-gateway/lab-secrets.env").expanduser()
 INVENTORY = "lab/inventory.py"
+LAB_TLS = LAB_SECRETS.parent / "lab-tls"
 
 
 LAB_SECRET_NAMES = ("HX_MASTER_KEY", "HX_CLIENT_KEY_OPEN_WEBUI", "HX_REDIS_PASSWORD")
@@ -40,6 +42,9 @@ def main(argv: list[str]) -> int:
     if "--fleet" in argv:  # the whole service: hx-redis, hx-lb, two gateways
         argv = [a for a in argv if a != "--fleet"]
         env["HX_LAB_FLEET"] = os.environ["HX_LAB_FLEET"] = "1"
+    if "--tls" in argv:  # HTTPS on the gateways, with the lab's own CA (made once, beside the lab's secrets)
+        argv = [a for a in argv if a != "--tls"]
+        env["HX_LAB_TLS"] = str(LAB_TLS)
     Lab.from_env().up()
     if "HX_MASTER_KEY" not in env:
         env.setdefault("HX_SECRETS_FILE", str(ensure_lab_secrets()))

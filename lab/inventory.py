@@ -3,21 +3,26 @@
     pyinfra lab/inventory.py deploy.py
 
 Gateway count: HX_LAB_GATEWAYS (default 1); a mixed fleet: HX_LAB_GATEWAY_SUITES=bookworm,trixie;
-the whole service (hx-redis, hx-lb, two gateways): HX_LAB_FLEET=1.
+the whole service (hx-redis, hx-lb, two gateways): HX_LAB_FLEET=1; HTTPS on the gateways with the lab's
+own CA, made once in the directory HX_LAB_TLS names (lab/tls.py): HX_LAB_TLS=DIR.
 The lab's data differs from production only in
 lab/group_data/ (backend names, environment) and the gateway URL read from Docker.
 """
 
+import os
+from pathlib import Path
 
 from lab.lab import Lab, addresses_of
+from lab.tls import ensure_lab_tls
 
 _lab = Lab.from_env()
 _address = addresses_of([h.name for h in _lab.hosts() if h.role in ("gateway", "lb")])
+_gateways = [h.name for h in _lab.hosts() if h.role == "gateway"]
+_tls = (ensure_lab_tls(Path(os.environ["HX_LAB_TLS"]).expanduser(), sorted(_address[g] for g in _gateways)).knobs()
+        if os.environ.get("HX_LAB_TLS") else {})
+_scheme = "https" if _tls else "http"
 
-litellm = [
-    (f"@docker/{h.name}", {"gateway_url": f"http://{_address[h.name]}:4000"})
-    for h in _lab.hosts() if h.role == "gateway"
-]
+litellm = [(f"@docker/{name}", {"gateway_url": f"{_scheme}://{_address[name]}:4000", **_tls}) for name in _gateways]
 llm = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "backend"]
 redis = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "redis"]
 lb = [(f"@docker/{h.name}", {"lb_url": f"http://{_address[h.name]}:4000"}) for h in _lab.hosts() if h.role == "lb"]

@@ -107,6 +107,15 @@ class LabTls:
     def key(self) -> Path:
         return self.directory / "key.pem"
 
+    @property
+    def ca_key(self) -> Path:
+        return self.directory / "ca-key.pem"
+
+    def authority(self) -> Authority:
+        """The lab's CA, to issue another certificate (a rotation)."""
+        key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+        return Authority(x509.load_pem_x509_certificate(self.ca.read_bytes()), key)  # type: ignore[arg-type]
+
     def knobs(self) -> dict[str, str]:
         return {"tls_certificate": str(self.chain), "tls_key": str(self.key), "ca_bundle": str(self.ca)}
 
@@ -115,13 +124,14 @@ def ensure_lab_tls(directory: Path, names: list[str]) -> LabTls:
     """The lab's CA and a certificate for `names`, made once (again when the names change)."""
     lab = LabTls(directory)
     names_file = directory / "names"
-    if lab.ca.exists() and lab.chain.exists() and lab.key.exists() and names_file.exists() \
+    if lab.ca_key.exists() and lab.chain.exists() and lab.key.exists() and names_file.exists() \
             and names_file.read_text().split() == names:
         return lab
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = make_ca()
     chain, key = issue(ca, names)
     lab.ca.write_bytes(ca.pem)
+    write_private(lab.ca_key, key_pem(ca.key))
     lab.chain.write_bytes(chain)
     write_private(lab.key, key)
     names_file.write_text(" ".join(names))

@@ -33,6 +33,7 @@ import subprocess
 import sys
 from typing import Any
 
+LOCAL_CAS = "/usr/local/share/ca-certificates/"  # where the deploy puts the operator's CA
 NOLOGIN_SHELLS = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false")
 
 
@@ -114,6 +115,8 @@ def plan(spec: dict) -> list[dict[str, str]]:
             if os.path.lexists(candidate):
                 actions.append({"action": "remove file", "target": candidate})
     actions += bytecode_of_modules(spec["files"])
+    if any(a["target"].startswith(LOCAL_CAS) for a in actions):  # the operator's CA leaves the trust store too
+        actions.append({"action": "refresh trust store", "target": "update-ca-certificates"})
     if any(a["target"] == spec["unit_path"] for a in actions):
         actions.append({"action": "daemon-reload", "target": "systemd"})
     root = spec["venv_root"]
@@ -146,6 +149,8 @@ def carry_out(action: dict[str, str]) -> None:
         subprocess.run(["systemctl", "disable", "--now", target], capture_output=True, check=False)
     elif kind == "stop":
         subprocess.run(["systemctl", "stop", target], capture_output=True, check=False)
+    elif kind == "refresh trust store":
+        subprocess.run(["update-ca-certificates"], capture_output=True, check=False)
     elif kind == "daemon-reload":
         subprocess.run(["systemctl", "daemon-reload"], capture_output=True, check=False)
     elif kind in ("remove file", "wipe secret copy"):

@@ -82,15 +82,27 @@ def managed_files(settings: Settings) -> dict[str, ManagedFile]:
 CA_FILE = "/usr/local/share/ca-certificates/hx-gateway-ca.crt"
 
 
-def tls_files(settings: Settings) -> dict[str, ManagedFile]:
+def tls_files(settings: Settings, every: bool = False) -> dict[str, ManagedFile]:
     """With TLS on: the certificate chain and its key, read by the service only (group `litellm`);
-    the key is a secret (never shown, not even by name); the CA, when given, for the host's trust store."""
+    the key is a secret (never shown, not even by name); the CA, when given (or `every`), for the
+    host's trust store."""
     readable = {"user": "root", "group": settings.service_group, "mode": "640"}
     return {
         "tls_chain": ManagedFile(settings.path("tls-chain.pem"), **readable),
         "tls_key": ManagedFile(settings.path("tls-key.pem"), **readable, secret=True),
-        **({"ca": ManagedFile(CA_FILE, "root", "root", "644")} if settings.ca_bundle else {}),
+        **({"ca": ManagedFile(CA_FILE, "root", "root", "644")} if settings.ca_bundle or every else {}),
     }
+
+
+def leftover_files(settings: Settings) -> list[ManagedFile]:
+    """Files an earlier deploy wrote for a part now switched off (TLS, the CA): removed if present."""
+    managed = {f.path for f in managed_files(settings).values()}
+    return [f for f in tls_files(settings, every=True).values() if f.path not in managed]
+
+
+def files_read(settings: Settings) -> list[ManagedFile]:
+    """What one FileStates reading covers: the managed files and the leftovers (one round trip)."""
+    return [*managed_files(settings).values(), *leftover_files(settings)]
 
 
 def managed_directories(settings: Settings) -> dict[str, ManagedDirectory]:

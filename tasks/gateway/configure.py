@@ -4,14 +4,17 @@ with TLS, the certificate chain, its key (a secret) and the CA in the host's tru
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import server
+from pyinfra.operations import files, server
 
 from hx_gateway.model.fleet import RedisSettings
 from hx_gateway.model.secrets import Secrets
 from hx_gateway.model.settings import Settings
 from hx_gateway.model.tls import TlsMaterial
-from hx_gateway.pyinfra_ext import render
-from hx_gateway.pyinfra_ext.operations import SecretText, ensure_directory, managed_file
+from hx_gateway.pyinfra_ext import changes, render
+from hx_gateway.pyinfra_ext.fact_cache import cached_fact
+from hx_gateway.pyinfra_ext.facts import FileStates
+from hx_gateway.pyinfra_ext.operations import SecretText, ensure_directory, file_states_arguments, managed_file
+from hx_gateway.pyinfra_ext.render import ManagedFile
 
 
 @deploy("Configure")
@@ -19,7 +22,7 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
               redis: RedisSettings | None = None, tls: TlsMaterial | None = None) -> dict:
     """Returns the operations whose change means the service must restart, by what they manage."""
     managed = render.managed_files(settings)
-    batch = tuple(managed.values())
+    batch = tuple(render.files_read(settings))
     ensure_directory(render.managed_directories(settings)["config"], facts["directories"])
     contents: dict[str, str | SecretText] = {
         "config": render.render_config(settings, litellm_version, redis),
@@ -40,8 +43,23 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
         hidden = " (contents hidden)" if file.secret else ""
         ops[file.name] = managed_file(name=f"{labels[key]} {file.path}{hidden}", file=file, content=content,
                                       batch=batch)
+    ops.update(remove_leftovers(settings, batch))
     # The trust store the host's own clients read (curl, Python's ssl) is rebuilt from the CA file.
-    if "ca" in ops and ops["ca"].will_change:
+    ca = ops.get(render.CA_FILE.rsplit("/", 1)[-1])
+    if ca is not None and ca.will_change:
         server.shell(name="update-ca-certificates (the operator's CA changed)",
-                     commands=["update-ca-certificates"], _if=ops["ca"].did_change)
+                     commands=["update-ca-certificates"], _if=ca.did_change)
+    return ops
+
+
+def remove_leftovers(settings: Settings, batch: tuple[ManagedFile, ...]) -> dict:
+    """TLS switched off (or the CA no longer given): what an earlier deploy wrote for it goes, the
+    private key first of all. Planned only for the files present (read with the others)."""
+    states = cached_fact(FileStates, **file_states_arguments(list(batch)))
+    ops = {}
+    for file in render.leftover_files(settings):
+        if states.get(file.path, {}).get("exists"):
+            changes.record("file", file.path, "remove (no longer declared)", secret=file.secret)
+            ops[file.name] = files.file(name=f"Remove {file.path} (TLS or its CA no longer declared)", path=file.path,
+                                        present=False)
     return ops

@@ -63,7 +63,7 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
     managed = render.managed_files(settings)
     unit = managed_file(name=f"Unit {managed['unit'].path}", file=managed["unit"],
                         content=render.render_unit(settings, workers, backend_addresses),
-                        batch=tuple(managed.values()))
+                        batch=tuple(render.files_read(settings)))
     triggers = {managed["unit"].path.rsplit("/", 1)[-1]: unit, **restart_triggers}
     active, enabled = bool(unit_state.get("active")), bool(unit_state.get("enabled"))
     # Files as declared but newer than the running service: an earlier run wrote them and stopped
