@@ -5,10 +5,11 @@ switched off again removing what it wrote (the key first of all)."""
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 from pathlib import Path
 
-import httpx
+import openai
 import pytest
 from conftest import pyinfra, run_verify
 
@@ -49,20 +50,29 @@ def test_the_gateway_serves_https_that_verify_and_clients_trust_and_tls_off_remo
         assert checks["plain_http_serves_no_model"]["ok"]
         assert key_text.splitlines()[1] not in "".join(p.read_text() for p in bundle.rglob("*") if p.is_file())
 
-        # A client that trusts the lab's CA: models, chat, stream and embeddings with its own key.
-        client_key = {"Authorization": f"Bearer {lab_secrets['HX_CLIENT_KEY_OPEN_WEBUI']}"}
-        with httpx.Client(base_url=f"https://{address}:4000", verify=ssl.create_default_context(
-                cafile=str(lab_tls.ca)), timeout=60, headers=client_key) as client:
-            assert client.get("/v1/models").status_code == 200
-            chat = client.post("/v1/chat/completions", json={"model": "phi3-3.8b",
-                                                             "messages": [{"role": "user", "content": "hi"}]})
-            assert chat.status_code == 200 and chat.json()["choices"]
-            with client.stream("POST", "/v1/chat/completions", json={
-                    "model": "phi3-3.8b", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as stream:
-                assert stream.status_code == 200 and "[DONE]" in "".join(stream.iter_text())
-            assert client.post("/v1/embeddings", json={"model": "emb-premium", "input": "hi"}).status_code == 200
-        with pytest.raises(httpx.ConnectError):  # without the CA the certificate is not trusted
-            httpx.get(f"https://{address}:4000/v1/models", headers=client_key, timeout=10)
+        # The official OpenAI client, trusting the lab's CA: models, chat, stream and embeddings with its own key.
+        client_key = lab_secrets["HX_CLIENT_KEY_OPEN_WEBUI"]
+        lab_ca = ssl.create_default_context(cafile=str(lab_tls.ca))
+        client = openai.OpenAI(base_url=f"https://{address}:4000/v1", api_key=client_key, max_retries=0,
+                               http_client=openai.DefaultHttpxClient(verify=lab_ca, timeout=60))
+        assert {m.id for m in client.models.list()} == {"phi3-3.8b", "llama3-8b", "emb-premium", "hx-chat"}
+        chat = client.chat.completions.create(model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}])
+        assert chat.choices[0].message.content
+        streamed = client.chat.completions.create(model="hx-chat", stream=True,
+                                                  messages=[{"role": "user", "content": "hi"}])
+        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+        assert len(client.embeddings.create(model="emb-premium", input="hi").data[0].embedding) > 0
+        untrusting = openai.OpenAI(base_url=f"https://{address}:4000/v1", api_key=client_key, max_retries=0)
+        with pytest.raises(openai.APIConnectionError):  # without the CA the certificate is not trusted
+            untrusting.models.list()
+        # TLS 1.2+ with forward secrecy and AEAD ciphers only (templates/gateway/openssl.cnf).
+        for weak in (_tls_at_most(ssl.TLSVersion.TLSv1_1, lab_tls.ca),
+                     _tls_at_most(ssl.TLSVersion.TLSv1_2, lab_tls.ca, "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA")):
+            with pytest.raises(ssl.SSLError), socket.create_connection((address, 4000), timeout=10) as raw:
+                weak.wrap_socket(raw, server_hostname=address)
+        with socket.create_connection((address, 4000), timeout=10) as raw, \
+                lab_ca.wrap_socket(raw, server_hostname=address) as good:
+            assert good.version() == "TLSv1.3"
 
         # Rotation: a new certificate from the same CA; the preview names the new serial, never the key.
         chain, key = issue(lab_tls.authority(), [address])
@@ -81,3 +91,12 @@ def test_the_gateway_serves_https_that_verify_and_clients_trust_and_tls_off_remo
     assert "tls-" not in left and "hx-gateway-ca" not in left
     assert lab_tls.ca.read_text().splitlines()[1] not in exec_in("hx-api", "cat", "/etc/ssl/certs/ca-certificates.crt")
 
+
+
+def _tls_at_most(version: ssl.TLSVersion, ca: Path, ciphers: str = "") -> ssl.SSLContext:
+    """A client offering only what a modern server refuses: old protocols, or CBC/SHA-1 ciphers."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.maximum_version = version
+    context.set_ciphers(f"{ciphers or 'ALL'}:@SECLEVEL=0")
+    return context

@@ -90,6 +90,7 @@ def tls_files(settings: Settings, every: bool = False) -> dict[str, ManagedFile]
     return {
         "tls_chain": ManagedFile(settings.path("tls-chain.pem"), **readable),
         "tls_key": ManagedFile(settings.path("tls-key.pem"), **readable, secret=True),
+        "tls_policy": ManagedFile(settings.path("openssl.cnf"), **readable),
         **({"ca": ManagedFile(CA_FILE, "root", "root", "644")} if settings.ca_bundle or every else {}),
     }
 
@@ -190,6 +191,8 @@ def service_environment(settings: Settings, runtime_directory: str) -> dict[str,
         # (alias names hold no '=', ',', quote or space, so systemd's Environment= needs no quoting).
         **({"HX_CACHE_TTLS": ",".join(f"{a}={t}" for a, t in sorted(settings.cached_aliases.items()))}
            if settings.cached_aliases else {}),
+        # The TLS policy (templates/gateway/openssl.cnf): protocols and ciphers the servers do not set.
+        **({"OPENSSL_CONF": settings.path("openssl.cnf")} if settings.tls else {}),
     }
 
 
@@ -234,4 +237,9 @@ def render_client_keys(settings: Settings, secrets: Secrets) -> str:
 
 def python_module(name: str) -> str:
     """A module LiteLLM loads from the config directory (templates/gateway/hx_auth.py, hx_speedups.py), as it is."""
-    return (TEMPLATE_DIR / f"{name}.py").read_text()
+    return static_file(f"{name}.py")
+
+
+def static_file(name: str) -> str:
+    """A file of templates/gateway/ deployed as it is."""
+    return (TEMPLATE_DIR / name).read_text()

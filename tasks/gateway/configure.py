@@ -34,9 +34,10 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
     labels = {"config": "Render", "auth": "Auth module", "speedups": "Speed-ups module", "keys": "Client key digests",
               "env": "Secret env file"}
     if tls:
-        contents.update(tls_chain=tls.chain_pem, tls_key=tls.key, **({"ca": tls.ca_pem} if "ca" in managed else {}))
+        contents.update(tls_chain=tls.chain_pem, tls_key=tls.key, tls_policy=render.static_file("openssl.cnf"),
+                        **({"ca": tls.ca_pem} if "ca" in managed else {}))
         labels.update(tls_chain=f"TLS certificate ({tls.certificate.describe()})", tls_key="TLS private key",
-                      ca="The operator's CA for the trust store")
+                      tls_policy="TLS protocols and ciphers", ca="The operator's CA for the trust store")
     ops = {}
     for key, content in contents.items():
         file = managed[key]
