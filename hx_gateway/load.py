@@ -14,6 +14,7 @@ import argparse
 import http.client
 import json
 import os
+import ssl
 import statistics
 import threading
 import time
@@ -69,29 +70,33 @@ def chat_body(model: str) -> dict:
     return {"model": model, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
 
 
-def _connect(url: str, timeout: float) -> Callable[[], http.client.HTTPConnection]:
+def _connect(url: str, timeout: float, ca_bundle: str | None = None) -> Callable[[], http.client.HTTPConnection]:
+    """A new keep-alive connection; over HTTPS verified against `ca_bundle` (else the system store)."""
     parts = urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    return lambda: kind(parts.hostname or "localhost", parts.port, timeout=timeout)
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=ca_bundle)
+        return lambda: http.client.HTTPSConnection(parts.hostname or "localhost", parts.port, timeout=timeout,
+                                                   context=context)
+    return lambda: http.client.HTTPConnection(parts.hostname or "localhost", parts.port, timeout=timeout)
 
 
 def run_load(url: str, key: str, body: dict, requests: int, concurrency: int, path: str = "/v1/chat/completions",
              max_seconds: float = 60.0, on_progress: Callable[[int], None] | None = None,
-             timeout: float = 60.0) -> LoadResult:
-    """Send `requests` POSTs (or stop after max_seconds) with `concurrency` in flight."""
+             timeout: float = 60.0, ca_bundle: str | None = None, stop: threading.Event | None = None) -> LoadResult:
+    """Send `requests` POSTs (or stop after max_seconds, or once `stop` is set) with `concurrency` in flight."""
     result, lock, sent = LoadResult(), threading.Lock(), [0]
     began = time.monotonic()
     payload = json.dumps(body).encode()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     target = urlsplit(url).path.rstrip("/") + path
-    connect = _connect(url, timeout)
+    connect = _connect(url, timeout, ca_bundle)
 
     def worker() -> None:
         connection = connect()
         try:
             while True:
                 with lock:
-                    if sent[0] >= requests or time.monotonic() - began > max_seconds:
+                    if sent[0] >= requests or time.monotonic() - began > max_seconds or (stop and stop.is_set()):
                         return
                     sent[0] += 1
                     number = sent[0]
@@ -130,15 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=60.0)
+    parser.add_argument("--ca-bundle", help="PEM file of the CA an https:// gateway's certificate is checked "
+                                            "against (default: the system's trust store)")
     args = parser.parse_args(argv)
     parts = urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         parser.error(f"url {args.url!r}: write the gateway's base URL with its scheme, e.g. http://hx-api:4000")
+    if args.ca_bundle and not os.path.isfile(args.ca_bundle):
+        parser.error(f"--ca-bundle {args.ca_bundle}: no such file; give the PEM file of the gateway's CA")
     if not os.environ.get(args.key_env):
         parser.error(f"--key-env {args.key_env}: not set in the environment; export it (the key is never an "
                      f"argument: it would show in the process list)")
     result = run_load(args.url, os.environ[args.key_env], chat_body(args.model), args.requests, args.concurrency,
-                      max_seconds=args.max_seconds)
+                      max_seconds=args.max_seconds, ca_bundle=args.ca_bundle)
     print(json.dumps(result.summary()))
     return 0 if not result.failures() else 1
 

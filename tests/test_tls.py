@@ -12,7 +12,7 @@ from conftest import defaults, random_key
 
 from hx_gateway.model.plan import gateway_plan
 from hx_gateway.model.settings import SettingsError, load_settings
-from hx_gateway.model.tls import covers, load_tls
+from hx_gateway.model.tls import change_of, covers, load_tls
 from lab.tls import ensure_lab_tls, issue, make_ca, write_private
 
 HOST = "gw.example.test"
@@ -167,3 +167,14 @@ def test_the_lab_makes_its_ca_once_and_again_only_when_the_names_change(tmp_path
     result = load_tls(str(first.chain), str(first.key), str(first.ca), "172.17.0.3", 14)
     assert result.problems == []
 
+
+
+def test_a_certificate_change_names_serials_and_expiry_never_more(tmp_path, ca):
+    (tmp_path / "old").mkdir()
+    old = check(files(tmp_path / "old", ca)).material
+    new = check(files(tmp_path, ca)).material
+    line = change_of(old.chain_pem, new.certificate)
+    assert line == f"certificate: {old.certificate.describe()} -> {new.certificate.describe()}"
+    assert change_of("", new.certificate) == f"certificate: none -> {new.certificate.describe()}"
+    assert change_of(None, new.certificate).startswith("certificate: not read (run with --diff) -> serial ")
+    assert change_of("garbage", new.certificate).startswith("certificate: not a certificate -> ")

@@ -7,12 +7,18 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
 import pytest
-from conftest import pyinfra, run_verify
+from conftest import main_pid, pyinfra, run_verify, ticket
+from cryptography import x509
 
+from hx_gateway.load import chat_body, run_load
 from lab.lab import address_of, exec_in
 from lab.tls import ensure_lab_tls, issue, write_private
 
@@ -66,7 +72,10 @@ def test_the_gateway_serves_https_that_verify_and_clients_trust_and_tls_off_remo
         with pytest.raises(openai.APIConnectionError):  # without the CA the certificate is not trusted
             untrusting.models.list()
         # TLS 1.2+ with forward secrecy and AEAD ciphers only (templates/gateway/openssl.cnf).
-        for weak in (_tls_at_most(ssl.TLSVersion.TLSv1_1, lab_tls.ca),
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tls_1_1 = ssl.TLSVersion.TLSv1_1
+        for weak in (_tls_at_most(tls_1_1, lab_tls.ca),
                      _tls_at_most(ssl.TLSVersion.TLSv1_2, lab_tls.ca, "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA")):
             with pytest.raises(ssl.SSLError), socket.create_connection((address, 4000), timeout=10) as raw:
                 weak.wrap_socket(raw, server_hostname=address)
@@ -74,15 +83,42 @@ def test_the_gateway_serves_https_that_verify_and_clients_trust_and_tls_off_remo
                 lab_ca.wrap_socket(raw, server_hostname=address) as good:
             assert good.version() == "TLSv1.3"
 
-        # Rotation: a new certificate from the same CA; the preview names the new serial, never the key.
+        # Rotation: a new certificate from the same CA; the preview names the new serial, never the key;
+        # the deploy reloads (no restart) while 8 clients run, and none of their requests fails.
+        old_serial = served["figures"]["serial"]
         chain, key = issue(lab_tls.authority(), [address])
         lab_tls.chain.write_bytes(chain)
         write_private(lab_tls.key, key)
+        serial = f"{x509.load_pem_x509_certificate(chain).serial_number:x}"
         rotated = pyinfra("--dry", "--diff", secrets_env=lab_secrets, extra_env=env)
-        assert "TLS certificate (serial " in rotated.output and key.decode().splitlines()[1] not in rotated.output
-        assert pyinfra(secrets_env=lab_secrets, extra_env=env).returncode == 0
+        assert f"TLS certificate (serial {serial}, expires " in rotated.output
+        assert f"certificate: serial {old_serial}, expires " in rotated.output
+        assert f" -> serial {serial}, expires " in rotated.output
+        markdown, _, said = ticket(lab_secrets, tmp_path / "change.md", extra_env=env)
+        assert f"certificate: serial {old_serial}, expires " in markdown and f"-> serial {serial}" in markdown
+        assert "reload: new workers on the new certificate" in markdown
+        for text in (rotated.output, markdown, said):
+            assert key.decode().splitlines()[1] not in text and key_text.splitlines()[1] not in text
+        pid, stop = main_pid(), threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            load = pool.submit(run_load, f"https://{address}:4000", lab_secrets["HX_MASTER_KEY"],
+                               chat_body("phi3-3.8b"), 10**6, 8, max_seconds=300, ca_bundle=str(lab_tls.ca), stop=stop)
+            time.sleep(2)
+            try:
+                rotation = pyinfra(secrets_env=lab_secrets, extra_env=env)
+            finally:
+                time.sleep(3)
+                stop.set()
+        assert rotation.returncode == 0, rotation.output[-3000:]
+        assert "Reload litellm (a new certificate" in rotation.output
+        during = load.result().summary()
+        assert during["errors"] == 0 and during["requests"] > 100, during
+        assert main_pid() == pid  # reloaded, not restarted
         proof = run_verify(lab_secrets, tmp_path / "evidence2", extra_env=env)
         assert proof.returncode == 0, proof.stdout[-5000:]
+        (bundle,) = (tmp_path / "evidence2").iterdir()
+        checks = {c["check"]: c for c in json.loads((bundle / "checks.json").read_text())["checks"]}
+        assert checks["served_certificate_is_the_declared_one"]["figures"]["serial"] == serial
     finally:
         off = pyinfra(secrets_env=lab_secrets)
     assert off.returncode == 0, off.output[-5000:]
@@ -96,7 +132,9 @@ def test_the_gateway_serves_https_that_verify_and_clients_trust_and_tls_off_remo
 def _tls_at_most(version: ssl.TLSVersion, ca: Path, ciphers: str = "") -> ssl.SSLContext:
     """A client offering only what a modern server refuses: old protocols, or CBC/SHA-1 ciphers."""
     context = ssl.create_default_context(cafile=str(ca))
-    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    context.maximum_version = version
+    with warnings.catch_warnings():  # asking for TLS 1.1 on purpose
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.maximum_version = version
     context.set_ciphers(f"{ciphers or 'ALL'}:@SECLEVEL=0")
     return context

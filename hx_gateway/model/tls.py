@@ -61,6 +61,18 @@ class TlsCheck:
     warnings: list[str]
 
 
+def change_of(current_pem: str | None, declared: CertificateSummary) -> str:
+    """A certificate change as a ticket may show it: serials and expiry, never a byte of a key.
+    `current_pem`: the host's certificate file (None when not read: a run without --diff)."""
+    before = "not read (run with --diff)"
+    if current_pem is not None:
+        try:
+            before = summarize(x509.load_pem_x509_certificates(current_pem.encode())[0]).describe()
+        except (ValueError, IndexError):
+            before = "none" if not current_pem else "not a certificate"
+    return f"certificate: {before} -> {declared.describe()}"
+
+
 def summarize(certificate: x509.Certificate) -> CertificateSummary:
     return CertificateSummary(f"{certificate.serial_number:x}", subject_names(certificate),
                               certificate.not_valid_after_utc)

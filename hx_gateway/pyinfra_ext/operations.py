@@ -78,7 +78,7 @@ def describe_change(file: ManagedFile, current: dict, desired: str) -> tuple[str
 
 @operation()
 def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[ManagedFile, ...] = (),
-                 check: str | None = None):
+                 check: str | None = None, about: str = ""):
     """
     Keep a file's contents, owner and mode as declared.
 
@@ -87,6 +87,7 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
     + batch: every managed file on this host, so one fact reads them all in one round trip
     + check: a shell command that must accept the new file before it replaces the old one (`{}` is
       the new file's path, e.g. `haproxy -c -f {}`); if it fails the old file stays and the run fails
+    + about: what the change means, in place of a diff (a certificate: its serial before and after)
 
     The new file is created next to the destination with its final owner and mode before a byte is
     written, then renamed over it: never half-written, never readable by anyone it should not be.
@@ -97,6 +98,8 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
     states = cached_fact(FileStates, **file_states_arguments(list(set(batch) | {file})))
     text = content.reveal() if isinstance(content, SecretText) else content
     summary, diff = describe_change(file, states.get(file.path, {}), text)
+    if summary and about:
+        summary, diff = f"{summary}; {about}", ""
     if not summary:
         host.noop(f"{file.path} is up to date" + (" (contents hidden)" if file.secret else ""))
         return
@@ -126,11 +129,12 @@ def stale_reason(paths: list[str], verb: str = "restart") -> str:
 
 
 @operation(is_idempotent=False)
-def restart_service(service: str):
+def restart_service(service: str, verb: str = "restart"):
     """
-    Restart a systemd unit; the caller decides when, with `_if`.
+    Restart (or reload) a systemd unit; the caller decides when, with `_if`.
 
     + service: the unit's name
+    + verb: restart, or reload (the unit's ExecReload)
 
     No facts: systemd.service reads the unit's state first, and a dry run plans every operation
     without evaluating `_if`, so that read was one more round trip per host on every `--dry`.
@@ -139,5 +143,5 @@ def restart_service(service: str):
     exit non-zero; that must not end the run there, with the service down and nothing rolled back:
     the health check that follows sees the failed unit and restores the previous generation.
     """
-    yield StringCommand("systemctl", "restart", QuoteString(service), "||",
-                        "echo", QuoteString("the restart failed: the health check decides"), ">&2")
+    yield StringCommand("systemctl", verb, QuoteString(service), "||",
+                        "echo", QuoteString(f"the {verb} failed: the health check decides"), ">&2")

@@ -9,7 +9,7 @@ from pyinfra.operations import files, server
 from hx_gateway.model.fleet import RedisSettings
 from hx_gateway.model.secrets import Secrets
 from hx_gateway.model.settings import Settings
-from hx_gateway.model.tls import TlsMaterial
+from hx_gateway.model.tls import TlsMaterial, change_of
 from hx_gateway.pyinfra_ext import changes, render
 from hx_gateway.pyinfra_ext.fact_cache import cached_fact
 from hx_gateway.pyinfra_ext.facts import FileStates
@@ -38,12 +38,13 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
                         **({"ca": tls.ca_pem} if "ca" in managed else {}))
         labels.update(tls_chain=f"TLS certificate ({tls.certificate.describe()})", tls_key="TLS private key",
                       tls_policy="TLS protocols and ciphers", ca="The operator's CA for the trust store")
+    about = {"tls_chain": certificate_change(managed["tls_chain"], tls, batch)} if tls else {}
     ops = {}
     for key, content in contents.items():
         file = managed[key]
         hidden = " (contents hidden)" if file.secret else ""
         ops[file.name] = managed_file(name=f"{labels[key]} {file.path}{hidden}", file=file, content=content,
-                                      batch=batch)
+                                      batch=batch, about=about.get(key, ""))
     ops.update(remove_leftovers(settings, batch))
     # The trust store the host's own clients read (curl, Python's ssl) is rebuilt from the CA file.
     ca = ops.get(render.CA_FILE.rsplit("/", 1)[-1])
@@ -51,6 +52,14 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
         server.shell(name="update-ca-certificates (the operator's CA changed)",
                      commands=["update-ca-certificates"], _if=ca.did_change)
     return ops
+
+
+def certificate_change(chain: ManagedFile, tls: TlsMaterial, batch: tuple[ManagedFile, ...]) -> str:
+    """"certificate: serial A, expires ... -> serial B, expires ...", for the preview and the ticket."""
+    seen = cached_fact(FileStates, **file_states_arguments(list(batch))).get(chain.path, {})
+    if not seen.get("exists"):
+        return change_of("", tls.certificate)
+    return change_of(seen.get("text"), tls.certificate)  # no text without --diff
 
 
 def remove_leftovers(settings: Settings, batch: tuple[ManagedFile, ...]) -> dict:
