@@ -4,6 +4,7 @@ come before any fact is read, against an `@local` gateway that is never touched.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from conftest import REPO, defaults, random_key
 from hx_gateway.model.plan import fleet_plans
 from hx_gateway.model.settings import SettingsError
 from hx_gateway.pyinfra_ext.command_line import group_data_directories
+from lab.tls import issue, make_ca, write_private
 
 
 def refused_run(tmp_path: Path, group_data: dict[str, str], *options: str) -> str:
@@ -142,3 +144,32 @@ def test_a_group_data_directory_that_does_not_exist_is_refused_not_skipped(tmp_p
     assert "Traceback" not in output and "--> Plan:" not in output
     assert group_data_directories(["pyinfra", "--group-data", "a", "--group-data=b", "inv.py", "deploy.py"]) == [
         "a", "b"]
+
+
+
+def tls_data(tmp_path: Path, ca_file: str) -> dict[str, str]:
+    return {"litellm.py": f"tls_certificate = {str(tmp_path / 'chain.pem')!r}\n"
+                          f"tls_key = {str(tmp_path / 'key.pem')!r}\nca_bundle = {str(tmp_path / ca_file)!r}\n"}
+
+
+def test_bad_tls_files_are_refused_by_the_deploy_before_any_host_changes_each_named(tmp_path):
+    """An expired certificate, a key others can read, a missing CA; then a key that does not match:
+    each one refusal naming the knob, no traceback, no plan."""
+    ca = make_ca("the operator's CA")
+    year_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=365)
+    (tmp_path / "chain.pem").write_bytes(issue(ca, ["localhost"], days=30, not_before=year_ago)[0])
+    write_private(tmp_path / "key.pem", issue(ca, ["localhost"])[1])
+    os.chmod(tmp_path / "key.pem", 0o644)
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    for run in ("run", "run2"):
+        (tmp_path / run).mkdir()
+    output = refused_run(tmp_path / "run", tls_data(tmp_path, "missing-ca.pem"), "--dry")
+    assert "refused, nothing was changed on any host:" in output
+    assert "has mode 0644, so others on the control node can read the private key" in output
+    assert "missing-ca.pem cannot be read" in output and "tls_certificate: expired on " in output
+    assert "Traceback" not in output and "--> Plan:" not in output and "Starting operation" not in output
+    os.chmod(tmp_path / "key.pem", 0o600)
+    (tmp_path / "chain.pem").write_bytes(issue(ca, ["localhost"])[0])
+    mismatch = refused_run(tmp_path / "run2", tls_data(tmp_path, "ca.pem"), "--dry")
+    assert "tls_key: does not match the certificate in tls_certificate" in mismatch
+    assert "Traceback" not in mismatch and "--> Plan:" not in mismatch

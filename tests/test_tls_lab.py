@@ -138,3 +138,23 @@ def _tls_at_most(version: ssl.TLSVersion, ca: Path, ciphers: str = "") -> ssl.SS
         context.maximum_version = version
     context.set_ciphers(f"{ciphers or 'ALL'}:@SECLEVEL=0")
     return context
+
+
+def test_uvicorn_serves_https_too(converged, lab_secrets, tmp_path: Path):
+    """LiteLLM hands the certificate to uvicorn as well as to gunicorn: verify passes over HTTPS."""
+    env = {"HX_LAB_TLS": str(tmp_path / "tls")}
+    data = tmp_path / "group_data"
+    data.mkdir()
+    (data / "litellm.py").write_text('server = "uvicorn"\n')
+    try:
+        run = pyinfra(secrets_env=lab_secrets, extra_env=env, group_data=data)
+        assert run.returncode == 0, run.output[-5000:]
+        assert "--ssl_certfile_path" in exec_in("hx-api", "systemctl", "cat", "litellm")
+        assert "--run_gunicorn" not in exec_in("hx-api", "systemctl", "cat", "litellm")
+        proof = run_verify(lab_secrets, tmp_path / "evidence", extra_env=env, group_data=data)
+        assert proof.returncode == 0, proof.stdout[-5000:] + proof.stderr[-2000:]
+        (bundle,) = (tmp_path / "evidence").iterdir()
+        checks = {c["check"]: c for c in json.loads((bundle / "checks.json").read_text())["checks"]}
+        assert checks["served_certificate_is_the_declared_one"]["ok"] and checks["plain_http_serves_no_model"]["ok"]
+    finally:
+        assert pyinfra(secrets_env=lab_secrets).returncode == 0
