@@ -70,7 +70,7 @@ def validation_of(plans: Mapping[str, HostPlan]) -> dict[str, str]:
     gateways = [plan.gateway for plan in plans.values() if plan.gateway]
     fleet = gateways[0].fleet if gateways else Fleet()
     return {**VALIDATION_PLAN, **fleet_validation_plan(fleet, caches=any(g.settings.cached_aliases for g in gateways)),
-            **(TLS_VALIDATION_PLAN if any(g.tls for g in gateways) else {})}
+            **(TLS_VALIDATION_PLAN if any(g.tls for g in gateways) or any(lb.certificate for lb in fleet.lbs) else {})}
 
 
 def rollback_plan(records: list[dict], inventory: str) -> str:

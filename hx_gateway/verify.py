@@ -134,7 +134,9 @@ def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
         return counts
 
     checks += client_checks(s, plan.secrets, gateway.name, connections_per_backend)
-    return checks + (tls_checks(s, plan.tls, plan.secrets.master_key, gateway.name) if plan.tls else [])
+    if plan.tls:
+        checks += tls_checks(s.gateway_url, s.ca_bundle, plan.tls.certificate, plan.secrets.master_key, gateway.name)
+    return checks
 
 
 def verify_backend(host, backends: tuple[str, ...], wanted: dict[str, list[str]]) -> list[Check]:
@@ -177,6 +179,8 @@ def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list
         checks += balancer_checks(lb, fleet, servers())
         checks += balancer_client_checks(lb, fleet, secrets,
                                          lambda: {name: s["total"] for name, s in servers().items()})
+        if lb.certificate:
+            checks += tls_checks(lb.lb_url, lb.ca_bundle, lb.certificate, secrets.master_key, lb.host)
     return checks
 
 

@@ -3,8 +3,9 @@
     pyinfra lab/inventory.py deploy.py
 
 Gateway count: HX_LAB_GATEWAYS (default 1); a mixed fleet: HX_LAB_GATEWAY_SUITES=bookworm,trixie;
-the whole service (hx-redis, hx-lb, two gateways): HX_LAB_FLEET=1; HTTPS on the gateways with the lab's
-own CA, made once in the directory HX_LAB_TLS names (lab/tls.py): HX_LAB_TLS=DIR.
+the whole service (hx-redis, hx-lb, two gateways): HX_LAB_FLEET=1; HTTPS with the lab's own CA, made
+once in the directory HX_LAB_TLS names (lab/tls.py): HX_LAB_TLS=DIR (served by the balancers when
+there are any, else by the gateways, as in production).
 The lab's data differs from production only in
 lab/group_data/ (backend names, environment) and the gateway URL read from Docker.
 """
@@ -18,11 +19,19 @@ from lab.tls import ensure_lab_tls
 _lab = Lab.from_env()
 _address = addresses_of([h.name for h in _lab.hosts() if h.role in ("gateway", "lb")])
 _gateways = [h.name for h in _lab.hosts() if h.role == "gateway"]
-_tls = (ensure_lab_tls(Path(os.environ["HX_LAB_TLS"]).expanduser(), sorted(_address[g] for g in _gateways)).knobs()
+_balancers = [h.name for h in _lab.hosts() if h.role == "lb"]
+_served_by = _balancers or _gateways  # who serves HTTPS: HAProxy where it exists
+# The TLS knobs go to every host, as group_data/all.py would give them; the certificate names the
+# addresses of the hosts that serve HTTPS.
+_tls = (ensure_lab_tls(Path(os.environ["HX_LAB_TLS"]).expanduser(), sorted(_address[n] for n in _served_by)).knobs()
         if os.environ.get("HX_LAB_TLS") else {})
-_scheme = "https" if _tls else "http"
 
-litellm = [(f"@docker/{name}", {"gateway_url": f"{_scheme}://{_address[name]}:4000", **_tls}) for name in _gateways]
+
+def _url(name: str) -> str:
+    return f"{'https' if _tls and name in _served_by else 'http'}://{_address[name]}:4000"
+
+
+litellm = [(f"@docker/{name}", {"gateway_url": _url(name), **_tls}) for name in _gateways]
 llm = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "backend"]
 redis = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "redis"]
-lb = [(f"@docker/{h.name}", {"lb_url": f"http://{_address[h.name]}:4000"}) for h in _lab.hosts() if h.role == "lb"]
+lb = [(f"@docker/{name}", {"lb_url": _url(name), **_tls}) for name in _balancers]

@@ -28,11 +28,11 @@ def read_component_host(component: str, name: str, unit: str, package: str, file
         raise ComponentPreflightError(f"preflight failed on {host.name} ({component}); nothing was changed:\n"
                                       f"  - python3 is missing: the deploy reads hosts with it; install it once "
                                       f"(apt-get install python3-minimal) and run again")
-    facts, _ = read_together((ComponentHost, {"host_name": name, "units": (unit,), "packages": (package,),
-                                              "directories": tuple(d.path for d in directories),
-                                              "reads": tuple(f.path for f in files), "reloads": reloads}),
-                             (FileStates, file_states_arguments(files)))
-    return facts
+    facts, states = read_together((ComponentHost, {"host_name": name, "units": (unit,), "packages": (package,),
+                                                   "directories": tuple(d.path for d in directories),
+                                                   "reads": tuple(f.path for f in files), "reloads": reloads}),
+                                  (FileStates, file_states_arguments(files)))
+    return {**facts, "files": states}
 
 
 def refuse(component: str, problems: list[str]) -> None:

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import main_pid, pyinfra, random_key, run_verify
+from cryptography import x509
 
+from hx_gateway.load import run_load
 from hx_gateway.proof.checks import VALIDATION_PLAN
 from hx_gateway.proof.fleet import FLEET_VALIDATION_PLAN
 from lab.lab import address_of, configure_double, docker, double_stats, exec_in
+from lab.tls import ensure_lab_tls, issue, write_private
 
 pytestmark = pytest.mark.lab
 
@@ -302,3 +308,65 @@ def test_a_gateway_that_fails_stops_the_roll_and_the_others_keep_serving(fleet, 
     assert set(load.outcomes) == {200}, load.outcomes
     assert [main_pid(g) for g in GATEWAYS] == pids
     assert {g: exec_in(g, "sha256sum", "/etc/litellm/config.yaml") for g in GATEWAYS} == configs
+
+
+def test_https_at_the_balancer_verified_rotated_under_load_and_switched_off(fleet, tmp_path):
+    """With an `lb` group HAProxy serves HTTPS (the gateways behind it keep plain HTTP and are not
+    restarted for it); verify proves it; a new certificate reloads HAProxy while 8 clients run and
+    none fails; TLS switched off removes the certificate, the key and the CA everywhere."""
+    env = {**FLEET_ENV, "HX_LAB_TLS": str(tmp_path / "tls")}
+    address = address_of("hx-lb")
+    lab_tls = ensure_lab_tls(tmp_path / "tls", [address])
+    pids = [main_pid(g) for g in GATEWAYS]
+    try:
+        run = pyinfra(secrets_env=fleet.secrets, group_data=fleet.group_data, extra_env=env)
+        assert run.returncode == 0, run.output[-5000:]
+        assert [main_pid(g) for g in GATEWAYS] == pids  # the CA reached them, no restart
+        assert exec_in("hx-lb", "stat", "-c", "%U:%G %a", "/etc/haproxy/hx-gateway.pem.key") == "root:root 600"
+        for host in ("hx-lb", *GATEWAYS):
+            assert lab_tls.ca.read_text().splitlines()[1] in exec_in(host, "cat", "/etc/ssl/certs/ca-certificates.crt")
+        proof = run_verify(fleet.secrets, tmp_path / "evidence", extra_env=env, group_data=fleet.group_data)
+        assert proof.returncode == 0, proof.stdout[-5000:] + proof.stderr[-2000:]
+        (bundle,) = (tmp_path / "evidence").iterdir()
+        checks = {(c["host"], c["check"]): c for c in json.loads((bundle / "checks.json").read_text())["checks"]}
+        served = checks[("@docker/hx-lb", "served_certificate_is_the_declared_one")]
+        assert served["ok"] and checks[("@docker/hx-lb", "plain_http_serves_no_model")]["ok"]
+        assert checks[("@docker/hx-lb", "balancer_serves_models")]["ok"]
+        lab_ca = ssl.create_default_context(cafile=str(lab_tls.ca))
+        answer = httpx.get(f"https://{address}:4000/v1/models", headers=fleet.auth(), verify=lab_ca, timeout=30)
+        assert answer.status_code == 200 and answer.headers["strict-transport-security"] == "max-age=31536000"
+        weak = ssl.create_default_context(cafile=str(lab_tls.ca))
+        weak.maximum_version = ssl.TLSVersion.TLSv1_2
+        weak.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:@SECLEVEL=0")
+        with pytest.raises(ssl.SSLError), socket.create_connection((address, 4000), timeout=10) as raw:
+            weak.wrap_socket(raw, server_hostname=address)
+
+        chain, key = issue(lab_tls.authority(), [address])
+        lab_tls.chain.write_bytes(chain)
+        write_private(lab_tls.key, key)
+        serial = f"{x509.load_pem_x509_certificate(chain).serial_number:x}"
+        stop = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            load = pool.submit(run_load, f"https://{address}:4000", fleet.secrets["HX_MASTER_KEY"], CHAT, 10**6, 8,
+                               max_seconds=300, ca_bundle=str(lab_tls.ca), stop=stop)
+            time.sleep(2)
+            try:
+                rotation = pyinfra(secrets_env=fleet.secrets, group_data=fleet.group_data, extra_env=env)
+            finally:
+                time.sleep(3)
+                stop.set()
+        assert rotation.returncode == 0, rotation.output[-4000:]
+        assert "Reload haproxy.service" in rotation.output and key.decode().splitlines()[1] not in rotation.output
+        during = load.result().summary()
+        assert during["errors"] == 0 and during["requests"] > 100, during
+        assert [main_pid(g) for g in GATEWAYS] == pids
+        with socket.create_connection((address, 4000), timeout=10) as raw, \
+                lab_ca.wrap_socket(raw, server_hostname=address) as tls:
+            assert f"{x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number:x}" == serial
+    finally:
+        off = pyinfra(secrets_env=fleet.secrets, group_data=fleet.group_data, extra_env=FLEET_ENV)
+    assert off.returncode == 0, off.output[-5000:]
+    assert "hx-gateway.pem" not in exec_in("hx-lb", "ls", "/etc/haproxy")
+    for host in ("hx-lb", *GATEWAYS):
+        assert "hx-gateway-ca" not in exec_in(host, "ls", "/usr/local/share/ca-certificates")
+    assert httpx.get(f"{fleet.lb_url}/v1/models", headers=fleet.auth(), timeout=30).status_code == 200

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import defaults, random_key
 
-from hx_gateway.model.plan import gateway_plan
+from hx_gateway.model.plan import fleet_plans, gateway_plan
 from hx_gateway.model.settings import SettingsError, load_settings
 from hx_gateway.model.tls import change_of, covers, load_tls
+from hx_gateway.proof.tls import TLS_VALIDATION_PLAN
+from hx_gateway.ticket import validation_of
 from lab.tls import ensure_lab_tls, issue, make_ca, write_private
 
 HOST = "gw.example.test"
@@ -130,7 +132,7 @@ def test_with_tls_the_url_defaults_to_https_and_a_plain_http_url_is_refused(tmp_
     assert settings.gateway_url == f"https://{HOST}:4000" and settings.local_url == "https://127.0.0.1:4000"
     with pytest.raises(SettingsError) as error:
         load_settings(tls_data(paths, gateway_url=f"http://{HOST}:4000"), HOST)
-    assert error.value.problems == [f"gateway_url: 'http://{HOST}:4000' is plain HTTP but the gateway serves HTTPS "
+    assert error.value.problems == [f"gateway_url: 'http://{HOST}:4000' is plain HTTP but HTTPS is served there "
                                     f"(tls_certificate is set); write it with https://"]
     with pytest.raises(SettingsError) as error:
         load_settings({**defaults(), "gateway_url": f"https://{HOST}:4000"}, HOST)
@@ -178,3 +180,38 @@ def test_a_certificate_change_names_serials_and_expiry_never_more(tmp_path, ca):
     assert change_of("", new.certificate) == f"certificate: none -> {new.certificate.describe()}"
     assert change_of(None, new.certificate).startswith("certificate: not read (run with --diff) -> serial ")
     assert change_of("garbage", new.certificate).startswith("certificate: not a certificate -> ")
+
+
+def test_with_balancers_haproxy_serves_https_and_the_gateways_behind_it_plain_http(tmp_path, ca, monkeypatch):
+    for name in ("HX_MASTER_KEY", "HX_CLIENT_KEY_OPEN_WEBUI"):
+        monkeypatch.setenv(name, random_key())
+    monkeypatch.setenv("HX_SECRETS_FILE", "/nonexistent")
+    data = tls_data(files(tmp_path, ca, names=("lb1.example.test",)), environment="production")
+    plans = fleet_plans([("gw1", {**data, "gateway_url": "http://10.0.0.1:4000"}, {"litellm"}),
+                         ("lb1.example.test", data, {"lb"})])
+    gateway, balancer = plans["gw1"].gateway, plans["lb1.example.test"].lb
+    assert not gateway.settings.tls and gateway.tls is None and gateway.ca_pem == balancer.ca_pem != ""
+    assert balancer.settings.lb_url == "https://lb1.example.test:4000" and balancer.tls is not None
+    assert gateway.fleet.lbs[0].certificate == balancer.tls.certificate
+    assert set(TLS_VALIDATION_PLAN) <= set(validation_of(plans))
+    with pytest.raises(SettingsError) as error:
+        fleet_plans([("gw1", {**data, "gateway_url": "https://10.0.0.1:4000"}, {"litellm"}),
+                     ("lb1", {**data, "lb_url": "http://lb1:4000"}, {"lb"})])
+    assert any(p.startswith("gw1: gateway_url: 'https://10.0.0.1:4000' is HTTPS but behind the `lb` group the "
+                            "gateways serve plain HTTP") for p in error.value.problems), error.value.problems
+    assert any(p.startswith("lb1: lb_url: 'http://lb1:4000' is plain HTTP but HTTPS is served there")
+               for p in error.value.problems), error.value.problems
+
+
+def test_a_ca_bundle_alone_is_read_and_checked_for_the_trust_store(tmp_path, ca, monkeypatch):
+    monkeypatch.setenv("HX_MASTER_KEY", random_key())
+    monkeypatch.setenv("HX_CLIENT_KEY_OPEN_WEBUI", random_key())
+    monkeypatch.setenv("HX_SECRETS_FILE", "/nonexistent")
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    plan = gateway_plan({**defaults(), "ca_bundle": str(tmp_path / "ca.pem")}, HOST)
+    assert plan.tls is None and plan.ca_pem == ca.pem.decode()
+    (tmp_path / "ca.pem").write_text("not a CA\n")
+    with pytest.raises(SettingsError) as error:
+        gateway_plan({**defaults(), "ca_bundle": str(tmp_path / "ca.pem")}, HOST)
+    assert error.value.problems == ["ca_bundle: holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the PEM "
+                                    "file"]

@@ -14,7 +14,16 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from hx_gateway.model.settings import NAME_RE, Settings, _bind_host_problems, _int, _problems_for_url
+from hx_gateway.model.settings import (
+    NAME_RE,
+    Settings,
+    _bind_host_problems,
+    _int,
+    _problems_for_url,
+    tls_knobs_set,
+    tls_problems,
+)
+from hx_gateway.model.tls import CertificateSummary
 
 # Only the letters HAProxy allows in a server name (the gateway's inventory name, host part).
 SERVER_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -48,6 +57,11 @@ class LbSettings:
     lb_url: str
     lb_check_interval: int
     lb_idle_timeout: int
+    # Not knobs of their own: the TLS knobs (group_data/all.py) make HAProxy serve HTTPS.
+    serves_tls: bool = False
+    ca_bundle: str | None = None
+    certificate: CertificateSummary | None = None  # what it serves (set once the files were checked)
+    tls_min_days_left: int = 14
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,7 @@ class Fleet:
 
 
 REDIS_KNOBS = tuple(f.name for f in fields(RedisSettings) if f.name != "host")
-LB_KNOBS = tuple(f.name for f in fields(LbSettings) if f.name != "host")
+LB_KNOBS = tuple(f.name for f in fields(LbSettings) if f.name.startswith("lb_"))
 
 
 def _missing(data: Mapping[str, Any], knobs: Sequence[str], group: str) -> list[str]:
@@ -116,11 +130,16 @@ def load_lb(name: str, data: Mapping[str, Any]) -> tuple[LbSettings | None, list
         return None, problems
     problems += [p.replace("bind_host", "lb_bind_host", 1) for p in _bind_host_problems(data["lb_bind_host"])]
     port = _int(data, "lb_port", 1, 65535, problems)
-    url = data["lb_url"] or f"http://{host_part(name)}:{port}"
+    serves_tls = tls_knobs_set(data)  # with an `lb` group, HTTPS is served here, not by the gateways
+    url = data["lb_url"] or f"{'https' if serves_tls else 'http'}://{host_part(name)}:{port}"
     problems += _problems_for_url(url, "lb_url")
+    problems += tls_problems(data, url, "lb_url", serves_tls)
     settings = LbSettings(name, str(data["lb_bind_host"]), port, str(url).rstrip("/"),
                           _int(data, "lb_check_interval", 1, 60, problems),
-                          _int(data, "lb_idle_timeout", 5, 86400, problems))
+                          _int(data, "lb_idle_timeout", 5, 86400, problems),
+                          serves_tls, data.get("ca_bundle") or None,
+                          tls_min_days_left=_int(data, "tls_min_days_left", 1, 365, problems)
+                          if "tls_min_days_left" in data else 14)
     return settings, problems
 
 
@@ -145,10 +164,6 @@ def fleet_problems(redis_hosts: Sequence[str], lb_hosts: Sequence[str], gateway_
             problems.append(f"{name}: bind_host {settings.bind_host} / gateway_url {settings.gateway_url} is "
                             f"loopback, which a balancer on another host cannot reach; bind the gateway to "
                             f"an address the `lb` hosts reach (e.g. 0.0.0.0) and name it in gateway_url")
-    if lb_hosts and any(settings.tls for settings in gateways.values()):
-        problems.append("tls_certificate: HTTPS is served by the gateway itself, not yet by HAProxy in front of it; "
-                        "with an `lb` group, leave tls_certificate and tls_key unset (clients reach HAProxy in "
-                        "plain HTTP on the private network)")
     for lb in lbs:
         for name, settings in gateways.items():
             longest = settings.request_timeout * (settings.num_retries + 1)

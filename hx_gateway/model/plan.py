@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +14,7 @@ from hx_gateway import lock
 from hx_gateway.model.fleet import Fleet, LbSettings, Member, RedisSettings, fleet_problems, load_lb, load_redis
 from hx_gateway.model.secrets import Secrets, SecretText, load_secrets, redis_password_problems
 from hx_gateway.model.settings import Settings, SettingsError, load_settings, unknown_knob_problems
-from hx_gateway.model.tls import TlsMaterial, load_tls
+from hx_gateway.model.tls import TlsMaterial, load_ca, load_tls
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class GatewayPlan:
     fleet: Fleet = Fleet()
     tls: TlsMaterial | None = None  # the gateway serves HTTPS with it
     warnings: tuple[str, ...] = ()  # said before the host's changes, refusing nothing
+    ca_pem: str = ""  # the operator's CA (ca_bundle), for the host's trust store
 
     def venv_for(self, facts: Mapping[str, Any]) -> VenvPlan:
         target = lock.TargetPython(facts["python"], facts["arch"], facts["glibc"])
@@ -59,6 +60,9 @@ class RedisPlan:
 class LbPlan:
     settings: LbSettings
     fleet: Fleet
+    tls: TlsMaterial | None = None  # HAProxy serves HTTPS with it
+    ca_pem: str = ""  # the operator's CA (ca_bundle), for the host's trust store
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,23 +74,28 @@ class HostPlan:
     lb: LbPlan | None = None
 
 
-def gateway_plan(data: Mapping[str, Any], inventory_name: str, with_redis: bool = False) -> GatewayPlan:
+def gateway_plan(data: Mapping[str, Any], inventory_name: str, with_redis: bool = False,
+                 behind_balancers: bool = False) -> GatewayPlan:
     """Validate everything before any host is touched (raises SettingsError listing every problem)."""
-    settings = load_settings(data, inventory_name)
+    settings = load_settings(data, inventory_name, behind_balancers)
     problems: list[str] = []
     try:
         secrets = load_secrets(settings, with_redis=with_redis)
     except SettingsError as error:
         problems += error.problems
-    tls, warnings = None, []
+    tls, warnings, ca_pem = None, [], ""
     if settings.tls:
         checked = load_tls(str(settings.tls_certificate), str(settings.tls_key), settings.ca_bundle,
                            urlsplit(settings.gateway_url).hostname or "", settings.tls_min_days_left)
         problems += checked.problems
         tls, warnings = checked.material, checked.warnings
+        ca_pem = tls.ca_pem if tls else ""
+    elif settings.ca_bundle:
+        ca_pem, trouble = load_ca(settings.ca_bundle)
+        problems += trouble
     if problems:
         raise SettingsError(problems)
-    return GatewayPlan(settings, secrets, tls=tls, warnings=tuple(warnings))
+    return GatewayPlan(settings, secrets, tls=tls, warnings=tuple(warnings), ca_pem=ca_pem)
 
 
 class _Problems:
@@ -125,7 +134,7 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
         problems.add(name, unknown_knob_problems(data, foreign))
         if "litellm" in groups:
             try:
-                gateways[name] = gateway_plan(data, name, with_redis)
+                gateways[name] = gateway_plan(data, name, with_redis, behind_balancers=bool(in_group["lb"]))
             except SettingsError as error:
                 problems.add(name, error.problems)
         for group, loader, found in (("redis", load_redis, redis), ("lb", load_lb, lbs)):
@@ -134,6 +143,12 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
                 problems.add(name, trouble)
                 if settings is not None:
                     found[name] = settings  # type: ignore[assignment]
+    lb_tls = {}
+    for name, settings in list(lbs.items()):
+        material, ca_pem, warnings, trouble = balancer_tls(settings, next(data for n, data, _ in members if n == name))
+        problems.add(name, trouble)
+        lb_tls[name] = (material, ca_pem, warnings)
+        lbs[name] = replace(settings, certificate=material.certificate if material else None)
     problems.add(None, fleet_problems(in_group["redis"], in_group["lb"], in_group["litellm"],
                                       {n: p.settings for n, p in gateways.items()}, list(lbs.values())))
     if with_redis and gateways:  # one password for the whole service: checked once
@@ -146,11 +161,25 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
     for name, _, _ in members:
         gateway = gateways.get(name)
         plans[name] = HostPlan(
-            gateway=GatewayPlan(gateway.settings, gateway.secrets, fleet, gateway.tls, gateway.warnings)
+            gateway=GatewayPlan(gateway.settings, gateway.secrets, fleet, gateway.tls, gateway.warnings, gateway.ca_pem)
             if gateway else None,
             redis=RedisPlan(redis[name], password, fleet) if name in redis and password else None,
-            lb=LbPlan(lbs[name], fleet) if name in lbs else None)
+            lb=LbPlan(lbs[name], fleet, *lb_tls[name]) if name in lbs else None)
     return plans
+
+
+def balancer_tls(settings: LbSettings, data: Mapping[str, Any]
+                 ) -> tuple[TlsMaterial | None, str, tuple[str, ...], list[str]]:
+    """A balancer's certificate (checked for the host in lb_url) and CA: material, CA text, warnings, problems."""
+    if settings.serves_tls:
+        checked = load_tls(str(data["tls_certificate"]), str(data["tls_key"]), settings.ca_bundle,
+                           urlsplit(settings.lb_url).hostname or "", settings.tls_min_days_left)
+        ca_pem = checked.material.ca_pem if checked.material else ""
+        return checked.material, ca_pem, tuple(checked.warnings), checked.problems
+    if settings.ca_bundle:
+        ca_pem, problems = load_ca(settings.ca_bundle)
+        return None, ca_pem, (), problems
+    return None, "", (), []
 
 
 def connector_data_names() -> set[str]:

@@ -239,23 +239,29 @@ def _shape_problems(data: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def _tls_problems(data: Mapping[str, Any], gateway_url: Any) -> list[str]:
-    """The TLS knobs' shapes and the URL's scheme; the files themselves are read by model/tls.py."""
+def tls_knobs_set(data: Mapping[str, Any]) -> bool:
+    """The operator asked for HTTPS (served by the gateways, or by HAProxy where an `lb` group exists)."""
+    return bool(data.get("tls_certificate") and data.get("tls_key"))
+
+
+def tls_problems(data: Mapping[str, Any], url: Any, url_knob: str, serves_tls: bool, behind: str = "") -> list[str]:
+    """The TLS knobs' shapes, and the scheme of the URL clients use (`url_knob`) against whether this
+    host serves HTTPS (`behind`: why it does not although TLS is on). The files: model/tls.py."""
     problems = []
     for name in ("tls_certificate", "tls_key", "ca_bundle"):
-        if data[name] is not None and (not isinstance(data[name], str) or not data[name].strip()):
-            problems.append(f"{name}: {data[name]!r} is not a path; set the path of a PEM file on the control node, "
-                            f"or None")
-    if bool(data["tls_certificate"]) != bool(data["tls_key"]):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            problems.append(f"{name}: {value!r} is not a path; set the path of a PEM file on the control node, or None")
+    if bool(data.get("tls_certificate")) != bool(data.get("tls_key")):
         problems.append("tls_certificate, tls_key: set both (the certificate chain and its private key) to serve "
                         "HTTPS, or neither for plain HTTP")
-    scheme = urlsplit(gateway_url).scheme if isinstance(gateway_url, str) else ""
-    if data["tls_certificate"] and data["tls_key"] and scheme == "http":
-        problems.append(f"gateway_url: {gateway_url!r} is plain HTTP but the gateway serves HTTPS (tls_certificate "
-                        f"is set); write it with https://")
-    elif not (data["tls_certificate"] and data["tls_key"]) and scheme == "https":
-        problems.append(f"gateway_url: {gateway_url!r} is HTTPS but tls_certificate and tls_key are not set; set "
-                        f"them, or write the URL with http://")
+    scheme = urlsplit(url).scheme if isinstance(url, str) else ""
+    if serves_tls and scheme == "http":
+        problems.append(f"{url_knob}: {url!r} is plain HTTP but HTTPS is served there (tls_certificate is set); "
+                        f"write it with https://")
+    elif not serves_tls and scheme == "https":
+        why = behind or "tls_certificate and tls_key are not set; set them, or write the URL with http://"
+        problems.append(f"{url_knob}: {url!r} is HTTPS but {why}")
     return problems
 
 
@@ -422,8 +428,11 @@ def _extra(data: Mapping[str, Any], name: str, problems: list[str]) -> dict[str,
     return dict(value)
 
 
-def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") -> Settings:
-    """Build `Settings` from pyinfra host data (or any mapping); raise SettingsError on any problem."""
+def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost", behind_balancers: bool = False
+                  ) -> Settings:
+    """Build `Settings` from pyinfra host data (or any mapping); raise SettingsError on any problem.
+    `behind_balancers`: the inventory has an `lb` group, where HAProxy serves HTTPS when TLS is on;
+    the gateways behind it then serve plain HTTP on the private network."""
     missing = [name for name in GATEWAY_KNOBS if name not in data]
     if len(missing) > 3:  # not a knob deleted by hand: the repository's group_data/ was never loaded
         raise SettingsError([f"{len(missing)} knobs missing from the host data (e.g. {', '.join(missing[:3])}): "
@@ -475,10 +484,13 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
     problems += _bind_host_problems(bind_host)
     networks = data["allowed_client_networks"] or ()
     problems += _network_problems(networks, "allowed_client_networks")
-    scheme = "https" if data["tls_certificate"] and data["tls_key"] else "http"
+    serves_tls = tls_knobs_set(data) and not behind_balancers
+    scheme = "https" if serves_tls else "http"
     gateway_url = data["gateway_url"] or f"{scheme}://{inventory_name.split('/')[-1]}:{bind_port}"
     problems += _problems_for_url(gateway_url, "gateway_url")
-    problems += _tls_problems(data, gateway_url)
+    problems += tls_problems(data, gateway_url, "gateway_url", serves_tls, behind=(
+        "behind the `lb` group the gateways serve plain HTTP (HAProxy serves HTTPS to clients); write it with "
+        "http://" if behind_balancers else ""))
     settings = Settings(
         environment=str(environment),
         bind_host=str(bind_host),
@@ -510,8 +522,8 @@ def load_settings(data: Mapping[str, Any], inventory_name: str = "localhost") ->
         allowed_client_networks=tuple(networks),
         extra_router_settings=_extra(data, "extra_router_settings", problems),
         extra_litellm_settings=_extra(data, "extra_litellm_settings", problems),
-        tls_certificate=data["tls_certificate"] or None,
-        tls_key=data["tls_key"] or None,
+        tls_certificate=data["tls_certificate"] if serves_tls else None,
+        tls_key=data["tls_key"] if serves_tls else None,
         ca_bundle=data["ca_bundle"] or None,
         tls_min_days_left=_int(data, "tls_min_days_left", 1, 365, problems),
     )

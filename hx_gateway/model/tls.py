@@ -182,6 +182,15 @@ def _chain_problem(chain: list[x509.Certificate], roots: list[x509.Certificate],
     return None
 
 
+def load_ca(ca_path: str) -> tuple[str, list[str]]:
+    """`ca_bundle` alone (HTTPS served elsewhere, or not at all): its PEM text, or the problems."""
+    problems: list[str] = []
+    data = _read(ca_path, "ca_bundle", problems)
+    if data is not None and _certificates(data, "ca_bundle", problems):
+        return data.decode(), problems
+    return "", problems
+
+
 def load_tls(certificate_path: str, key_path: str, ca_path: str | None, host_name: str, min_days_left: int,
              now: dt.datetime | None = None) -> TlsCheck:
     """Read and check the operator's TLS files for clients reaching `host_name` (the host in the URL they

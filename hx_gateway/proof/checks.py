@@ -140,9 +140,9 @@ def _status_check(host: str, name: str, response: httpx.Response | Exception, wa
     return Check(host, name, want(response.status_code), expected, f"HTTP {response.status_code}", fix)
 
 
-def trust(settings: Settings) -> ssl.SSLContext | bool:
+def trust(ca_bundle: str | None) -> ssl.SSLContext | bool:
     """What every check trusts over HTTPS: the operator's CA when named, else the control node's system store."""
-    return ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response | Exception:
@@ -157,7 +157,7 @@ def client_checks(settings: Settings, secrets: Secrets, host: str,
     base = settings.gateway_url
     auth = {"Authorization": f"Bearer {secrets.master_key}"}
     checks: list[Check] = []
-    with httpx.Client(base_url=base, timeout=settings.request_timeout + 10, verify=trust(settings)) as client:
+    with httpx.Client(base_url=base, timeout=settings.request_timeout + 10, verify=trust(settings.ca_bundle)) as client:
         listing = _call(client, "GET", "/v1/models", headers=auth)
         listed = set()
         if isinstance(listing, httpx.Response) and listing.status_code == 200:

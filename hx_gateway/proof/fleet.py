@@ -12,7 +12,7 @@ import httpx
 from hx_gateway.model.fleet import Fleet, LbSettings, RedisSettings
 from hx_gateway.model.secrets import Secrets
 from hx_gateway.model.settings import ModelAlias, Settings
-from hx_gateway.proof.checks import Check
+from hx_gateway.proof.checks import Check, trust
 
 FLEET_VALIDATION_PLAN: dict[str, str] = {
     "redis_refuses_unauthenticated": "from each gateway, Redis answers and refuses a client without a password",
@@ -66,7 +66,7 @@ def balancer_client_checks(lb: LbSettings, fleet: Fleet, secrets: Secrets,
     """`sessions`: each gateway's total of requests in this balancer (its runtime API's `stot`)."""
     auth = {"Authorization": f"Bearer {secrets.master_key}"}
     checks = []
-    with httpx.Client(base_url=lb.lb_url, timeout=30) as client:
+    with httpx.Client(base_url=lb.lb_url, timeout=30, verify=trust(lb.ca_bundle)) as client:
         for name, headers, want in (("balancer_serves_models", auth, 200),
                                     ("balancer_unauthenticated_gets_401", {}, 401)):
             try:
@@ -102,10 +102,11 @@ def _cacheable_request(alias: ModelAlias) -> tuple[str, dict]:
     return "/v1/chat/completions", {"model": alias.name, "messages": [{"role": "user", "content": text}]}
 
 
-def _from_cache(url: str, path: str, body: dict, auth: dict[str, str]) -> str:
+def _from_cache(settings: Settings, path: str, body: dict, auth: dict[str, str]) -> str:
     """`hit`, `miss` (LiteLLM names the cache key only on an answer from the cache) or what went wrong."""
     try:
-        response = httpx.post(f"{url}{path}", json=body, headers=auth, timeout=60)
+        response = httpx.post(f"{settings.gateway_url}{path}", json=body, headers=auth, timeout=60,
+                              verify=trust(settings.ca_bundle))
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"
     if response.status_code != 200:
@@ -120,8 +121,8 @@ def cache_checks(gateways: Sequence[tuple[str, Settings]], secrets: Secrets) -> 
     checks = []
     for alias in (a for a in first.model_aliases if a.cache_ttl):
         path, body = _cacheable_request(alias)
-        answer = _from_cache(first.gateway_url, path, body, auth)
-        repeats = {name: _from_cache(settings.gateway_url, path, body, auth) for name, settings in gateways}
+        answer = _from_cache(first, path, body, auth)
+        repeats = {name: _from_cache(settings, path, body, auth) for name, settings in gateways}
         seen = f"{first_name} (first): {answer}, " + ", ".join(f"{k}: {v}" for k, v in repeats.items())
         checks.append(Check(first_name, f"cache_shared_by_every_gateway[{alias.name}]",
                             answer == "miss" and all(r == "hit" for r in repeats.values()),

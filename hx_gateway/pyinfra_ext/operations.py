@@ -12,14 +12,15 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.util import format_text
 from pyinfra.context import state
-from pyinfra.operations import files
+from pyinfra.operations import files, server
 
 from hx_gateway.host.facts import dotenv_entries
 from hx_gateway.model.secrets import SecretText
+from hx_gateway.model.tls import TlsMaterial, change_of
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.fact_cache import cached_fact
 from hx_gateway.pyinfra_ext.facts import FileStates
-from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile
+from hx_gateway.pyinfra_ext.render import CA, ManagedDirectory, ManagedFile
 
 # One salt per run: the secret files' per-name hashes are comparable within a run and useless after.
 RUN_SALT = random_source.token_hex(16)
@@ -121,6 +122,43 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
         yield StringCommand("sh", "-c", QuoteString(f"{check.replace('{}', temp)} || {{ rm -f {temp}; exit 1; }}"))
     yield StringCommand("chown", f"{file.user}:{file.group}", temp, "&&", "chmod", file.mode, temp,
                         "&&", "mv", "-f", temp, file.path, "&&", "rm", "-rf", private)
+
+
+def certificate_change(chain: ManagedFile, tls: TlsMaterial, batch: tuple[ManagedFile, ...]) -> str:
+    """"certificate: serial A, expires ... -> serial B, expires ...", for the preview and the ticket
+    (the host's certificate is read with the other files; its text only comes with --diff)."""
+    seen = cached_fact(FileStates, **file_states_arguments(list(batch))).get(chain.path, {})
+    return change_of(seen.get("text") if seen.get("exists") else "", tls.certificate)
+
+
+def remove_if_present(managed: list[ManagedFile], states: dict, why: str) -> dict:
+    """Files a part now switched off had written (`states`: FileStates of them), removed: by file name."""
+    ops = {}
+    for file in managed:
+        if states.get(file.path, {}).get("exists"):
+            changes.record("file", file.path, f"remove ({why})", secret=file.secret)
+            ops[file.name] = files.file(name=f"Remove {file.path} ({why})", path=file.path, present=False)
+    return ops
+
+
+def refresh_trust_store(ca_op: object | None) -> None:
+    """After the operator's CA file changed (written or removed): the trust store the host's own clients
+    read (curl, Python's ssl) is rebuilt from it."""
+    if ca_op is not None and ca_op.will_change:  # type: ignore[attr-defined]
+        server.shell(name="update-ca-certificates (the operator's CA changed)", commands=["update-ca-certificates"],
+                     _if=ca_op.did_change)  # type: ignore[attr-defined]
+
+
+def trust_ca(ca_pem: str, states: dict, batch: tuple[ManagedFile, ...]) -> dict:
+    """The operator's CA in the trust store of a host that is no gateway (the gateways keep it among
+    their managed files); removed when ca_bundle is no longer declared."""
+    if ca_pem:
+        ops = {CA.name: managed_file(name=f"The operator's CA for the trust store {CA.path}", file=CA, content=ca_pem,
+                                     batch=batch)}
+    else:
+        ops = remove_if_present([CA], states, "ca_bundle no longer declared")
+    refresh_trust_store(ops.get(CA.name))
+    return ops
 
 
 def stale_reason(paths: list[str], verb: str = "restart") -> str:

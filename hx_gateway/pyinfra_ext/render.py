@@ -74,25 +74,28 @@ def managed_files(settings: Settings) -> dict[str, ManagedFile]:
         "keys": ManagedFile(settings.path("client_keys.json"), **readable),
         "env": ManagedFile(settings.path("litellm.env"), "root", "root", "600", secret=True, dotenv=True),
         "unit": ManagedFile(f"{UNIT_DIR}/{settings.service_name}.service", "root", "root", "644"),
-        **(tls_files(settings) if settings.tls else {}),
+        **tls_files(settings),
     }
 
 
 # The operator's CA in Debian's trust store (update-ca-certificates reads *.crt here).
 CA_FILE = "/usr/local/share/ca-certificates/hx-gateway-ca.crt"
+CA = ManagedFile(CA_FILE, "root", "root", "644")
 
 
 def tls_files(settings: Settings, every: bool = False) -> dict[str, ManagedFile]:
-    """With TLS on: the certificate chain and its key, read by the service only (group `litellm`);
-    the key is a secret (never shown, not even by name); the CA, when given (or `every`), for the
-    host's trust store."""
+    """With TLS served here: the certificate chain, its key and the TLS policy, read by the service only
+    (group `litellm`; the key is a secret: never shown, not even by name). With `ca_bundle`: the CA,
+    for the host's trust store. `every`: all of them, whatever is declared (to find leftovers)."""
     readable = {"user": "root", "group": settings.service_group, "mode": "640"}
-    return {
-        "tls_chain": ManagedFile(settings.path("tls-chain.pem"), **readable),
-        "tls_key": ManagedFile(settings.path("tls-key.pem"), **readable, secret=True),
-        "tls_policy": ManagedFile(settings.path("openssl.cnf"), **readable),
-        **({"ca": ManagedFile(CA_FILE, "root", "root", "644")} if settings.ca_bundle or every else {}),
-    }
+    files = {}
+    if settings.tls or every:
+        files.update(tls_chain=ManagedFile(settings.path("tls-chain.pem"), **readable),
+                     tls_key=ManagedFile(settings.path("tls-key.pem"), **readable, secret=True),
+                     tls_policy=ManagedFile(settings.path("openssl.cnf"), **readable))
+    if settings.ca_bundle or every:
+        files["ca"] = CA
+    return files
 
 
 def leftover_files(settings: Settings) -> list[ManagedFile]:

@@ -19,7 +19,7 @@ from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import FileStates, GatewayHost, HttpProbes, RedisProbe
 from hx_gateway.pyinfra_ext.generations import Generations, spec_of
 from hx_gateway.pyinfra_ext.operations import file_states_arguments
-from hx_gateway.pyinfra_ext.render import files_read, managed_directories, managed_files
+from hx_gateway.pyinfra_ext.render import CA, files_read, managed_directories, managed_files
 
 SKIP_IDENTITY_ENV = "HX_SKIP_IDENTITY_GUARD"
 # Backends the operator allows to be down for this run (host names or URLs, comma-separated).
@@ -162,7 +162,7 @@ def preflight(settings: Settings, redis: RedisSettings | None = None) -> dict:
                        "account": (settings.service_user, settings.service_group),
                        "directories": [d.path for d in managed_directories(settings).values()],
                        "unit": f"{settings.service_name}.service",
-                       "reads": [*(f.path for f in managed_files(settings).values()),
+                       "reads": [*(f.path for f in managed_files(settings).values() if f != CA),
                                  f"{settings.venv_root}/current"]}),
         (HttpProbes, {"requests": [{"url": f"{b}/api/version"} for b in settings.backends]}),
         (FileStates, file_states_arguments(files_read(settings))),
