@@ -27,7 +27,7 @@ from hx_gateway.model.settings import SettingsError
 from hx_gateway.proof.checks import VALIDATION_PLAN
 from hx_gateway.proof.fleet import fleet_validation_plan
 from hx_gateway.proof.redaction import redact, redact_keys
-from hx_gateway.proof.tls import TLS_VALIDATION_PLAN
+from hx_gateway.proof.tls import CA_VALIDATION_PLAN, TLS_VALIDATION_PLAN
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
 from hx_gateway.verify import add_group_data_option, load_inventory, refused, writable_directory
@@ -70,7 +70,8 @@ def validation_of(plans: Mapping[str, HostPlan]) -> dict[str, str]:
     gateways = [plan.gateway for plan in plans.values() if plan.gateway]
     fleet = gateways[0].fleet if gateways else Fleet()
     return {**VALIDATION_PLAN, **fleet_validation_plan(fleet, caches=any(g.settings.cached_aliases for g in gateways)),
-            **(TLS_VALIDATION_PLAN if any(g.tls for g in gateways) or any(lb.certificate for lb in fleet.lbs) else {})}
+            **(TLS_VALIDATION_PLAN if any(g.tls for g in gateways) or any(lb.certificate for lb in fleet.lbs) else {}),
+            **(CA_VALIDATION_PLAN if any(g.settings.ca_bundle for g in gateways) else {})}
 
 
 def rollback_plan(records: list[dict], inventory: str) -> str:

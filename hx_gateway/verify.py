@@ -19,6 +19,7 @@ from pathlib import Path
 from pyinfra.api import Config, Host, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
+from pyinfra.facts.files import FindInFile
 from pyinfra_cli.inventory import make_inventory
 
 from hx_gateway import lock
@@ -28,7 +29,7 @@ from hx_gateway.patches import ssh_stalls
 from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.proof.evidence import overall, print_outputs, write_evidence
 from hx_gateway.proof.fleet import balancer_checks, balancer_client_checks, cache_checks, redis_checks
-from hx_gateway.proof.tls import tls_checks
+from hx_gateway.proof.tls import TRUST_STORE, ca_marker, tls_checks, trust_store_check
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import (
     GatewayHost,
@@ -136,7 +137,13 @@ def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
     checks += client_checks(s, plan.secrets, gateway.name, connections_per_backend)
     if plan.tls:
         checks += tls_checks(s.gateway_url, s.ca_bundle, plan.tls.certificate, plan.secrets.master_key, gateway.name)
+    if s.ca_bundle:
+        checks.append(ca_check(gateway, s.ca_bundle))
     return checks
+
+
+def ca_check(on: Host, ca_bundle: str) -> Check:
+    return trust_store_check(on.name, on.get_fact(FindInFile, path=TRUST_STORE, pattern=ca_marker(ca_bundle)))
 
 
 def verify_backend(host, backends: tuple[str, ...], wanted: dict[str, list[str]]) -> list[Check]:
@@ -181,6 +188,8 @@ def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list
                                          lambda: {name: s["total"] for name, s in servers().items()})
         if lb.certificate:
             checks += tls_checks(lb.lb_url, lb.ca_bundle, lb.certificate, secrets.master_key, lb.host)
+        if lb.ca_bundle:
+            checks.append(ca_check(lb_host, lb.ca_bundle))
     return checks
 
 

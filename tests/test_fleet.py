@@ -332,6 +332,7 @@ def test_https_at_the_balancer_verified_rotated_under_load_and_switched_off(flee
         served = checks[("@docker/hx-lb", "served_certificate_is_the_declared_one")]
         assert served["ok"] and checks[("@docker/hx-lb", "plain_http_serves_no_model")]["ok"]
         assert checks[("@docker/hx-lb", "balancer_serves_models")]["ok"]
+        assert all(checks[(f"@docker/{host}", "ca_in_trust_store")]["ok"] for host in ("hx-lb", *GATEWAYS))
         lab_ca = ssl.create_default_context(cafile=str(lab_tls.ca))
         answer = httpx.get(f"https://{address}:4000/v1/models", headers=fleet.auth(), verify=lab_ca, timeout=30)
         assert answer.status_code == 200 and answer.headers["strict-transport-security"] == "max-age=31536000"

@@ -53,7 +53,8 @@ def test_the_gateway_serves_https_that_verify_and_clients_trust_and_tls_off_remo
         checks = {c["check"]: c for c in json.loads((bundle / "checks.json").read_text())["checks"]}
         served = checks["served_certificate_is_the_declared_one"]
         assert served["ok"] and 360 <= served["figures"]["days_left"] <= 366
-        assert checks["plain_http_serves_no_model"]["ok"]
+        assert checks["plain_http_serves_no_model"]["ok"] and checks["ca_in_trust_store"]["ok"]
+        assert f"certificate : @docker/hx-api: serial {served['figures']['serial']}, " in proof.stdout
         assert key_text.splitlines()[1] not in "".join(p.read_text() for p in bundle.rglob("*") if p.is_file())
 
         # The official OpenAI client, trusting the lab's CA: models, chat, stream and embeddings with its own key.

@@ -77,6 +77,10 @@ def print_outputs(checks: list[Check], settings: list[Settings], bundle: Path) -
     for s in settings:
         print(f"  gateway_url : {s.gateway_url}/v1")
         print(f"  models      : {', '.join(s.public_models)}")
+    for c in checks:
+        if c.check == "served_certificate_is_the_declared_one" and c.figures:
+            print(f"  certificate : {c.host}: serial {c.figures['serial']}, {c.figures['days_left']} days left "
+                  f"(until {c.figures['not_after'][:10]})")
     width = max((len(c.check) for c in checks), default=10)
     print("  checks      :")
     for c in checks:

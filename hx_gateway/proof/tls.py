@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import ssl
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,6 +22,25 @@ TLS_VALIDATION_PLAN: dict[str, str] = {
                                               "left in the figures)",
     "plain_http_serves_no_model": "plain HTTP on the gateway's port never answers with a model list",
 }
+CA_VALIDATION_PLAN: dict[str, str] = {
+    "ca_in_trust_store": "the operator's CA (ca_bundle) is in the host's system trust store",
+}
+# Debian's trust store, as update-ca-certificates writes it.
+TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def ca_marker(ca_bundle: str) -> str:
+    """A line of the CA's PEM body (64 base64 characters) that no other certificate shares."""
+    lines = [line for line in Path(ca_bundle).read_text().splitlines() if line and not line.startswith("-----")]
+    return lines[len(lines) // 2]
+
+
+def trust_store_check(host: str, found: list[str] | None) -> Check:
+    """`found`: what pyinfra's FindInFile saw of the CA's marker line in the trust store."""
+    return Check(host, "ca_in_trust_store", bool(found), f"the CA in {TRUST_STORE}",
+                 "present" if found else "absent",
+                 "re-run the deploy (it installs ca_bundle and runs update-ca-certificates); is the "
+                 "ca-certificates package installed?")
 
 
 def served_certificate(url: str, ca_bundle: str | None) -> x509.Certificate:
