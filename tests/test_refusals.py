@@ -172,4 +172,6 @@ def test_bad_tls_files_are_refused_by_the_deploy_before_any_host_changes_each_na
     (tmp_path / "chain.pem").write_bytes(issue(ca, ["localhost"])[0])
     mismatch = refused_run(tmp_path / "run2", tls_data(tmp_path, "ca.pem"), "--dry")
     assert "tls_key: does not match the certificate in tls_certificate" in mismatch
+    # The inventory's host is `@local`: its gateway_url names `local`, which the certificate does not.
+    assert "tls_certificate: is for localhost, not 'local', the host clients use" in mismatch
     assert "Traceback" not in mismatch and "--> Plan:" not in mismatch
