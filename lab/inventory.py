@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 from lab.lab import Lab, addresses_of
-from lab.tls import ensure_lab_tls
 
 _lab = Lab.from_env()
 _address = addresses_of([h.name for h in _lab.hosts() if h.role in ("gateway", "lb")])
@@ -23,8 +22,11 @@ _balancers = [h.name for h in _lab.hosts() if h.role == "lb"]
 _served_by = _balancers or _gateways  # who serves HTTPS: HAProxy where it exists
 # The TLS knobs go to every host, as group_data/all.py would give them; the certificate names the
 # addresses of the hosts that serve HTTPS.
-_tls = (ensure_lab_tls(Path(os.environ["HX_LAB_TLS"]).expanduser(), sorted(_address[n] for n in _served_by)).knobs()
-        if os.environ.get("HX_LAB_TLS") else {})
+_tls: dict[str, str] = {}
+if os.environ.get("HX_LAB_TLS"):
+    from lab.tls import ensure_lab_tls  # only then: it loads cryptography (~30 ms of every lab run)
+
+    _tls = ensure_lab_tls(Path(os.environ["HX_LAB_TLS"]).expanduser(), sorted(_address[n] for n in _served_by)).knobs()
 
 
 def _url(name: str) -> str:
