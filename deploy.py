@@ -10,7 +10,7 @@ change.md`; rollback: `python -m hx_gateway.rollback inventory.py`.
 import sys
 from pathlib import Path
 
-from pyinfra import host, state
+from pyinfra import host, logger, state
 
 # `pyinfra INVENTORY /path/to/deploy.py` from any directory finds this repository's packages.
 REPOSITORY = str(Path(__file__).resolve().parent)
@@ -32,6 +32,8 @@ try:
     problems = command_line_problems(sys.argv, bool(plan and plan.gateway and plan.gateway.fleet.lbs))
     if problems:
         raise Refusal("\n".join(problems))
+    for warning in plan.warnings if plan else ():  # e.g. a certificate that expires within 30 days
+        logger.warning(f"{host.name}: {warning}")
     if plan and plan.redis:
         redis(plan.redis)
     if plan and plan.gateway:

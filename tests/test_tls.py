@@ -215,3 +215,20 @@ def test_a_ca_bundle_alone_is_read_and_checked_for_the_trust_store(tmp_path, ca,
         gateway_plan({**defaults(), "ca_bundle": str(tmp_path / "ca.pem")}, HOST)
     assert error.value.problems == ["ca_bundle: holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the PEM "
                                     "file"]
+
+
+def test_only_a_new_certificate_or_key_reloads_and_only_under_gunicorn(tmp_path, ca):
+    from types import SimpleNamespace
+
+    from tasks.gateway.service import reloads_for
+
+    settings = load_settings(tls_data(files(tmp_path, ca)), HOST)
+    change, same = SimpleNamespace(will_change=True), SimpleNamespace(will_change=False)
+    assert reloads_for(settings, {"tls-chain.pem": change, "tls-key.pem": change, "config.yaml": same})
+    assert reloads_for(settings, {"tls-key.pem": change, "litellm.service": same})
+    assert not reloads_for(settings, {"tls-chain.pem": change, "config.yaml": change})
+    assert not reloads_for(settings, {"openssl.cnf": change})  # the policy is read at the master's start
+    assert not reloads_for(settings, {"tls-chain.pem": same})
+    uvicorn = load_settings({**tls_data(files(tmp_path, ca)), "server": "uvicorn"}, HOST)
+    assert not reloads_for(uvicorn, {"tls-chain.pem": change})
+    assert not reloads_for(load_settings(defaults(), HOST), {"tls-chain.pem": change})

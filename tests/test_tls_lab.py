@@ -142,14 +142,20 @@ def _tls_at_most(version: ssl.TLSVersion, ca: Path, ciphers: str = "") -> ssl.SS
 
 
 def test_uvicorn_serves_https_too(converged, lab_secrets, tmp_path: Path):
-    """LiteLLM hands the certificate to uvicorn as well as to gunicorn: verify passes over HTTPS."""
+    """LiteLLM hands the certificate to uvicorn as well as to gunicorn: verify passes over HTTPS; a
+    certificate with under 30 days left deploys with a warning."""
     env = {"HX_LAB_TLS": str(tmp_path / "tls")}
+    lab_tls = ensure_lab_tls(tmp_path / "tls", [address_of("hx-api")])
+    chain, key = issue(lab_tls.authority(), [address_of("hx-api")], days=20)  # under 30 days: a warning
+    lab_tls.chain.write_bytes(chain)
+    write_private(lab_tls.key, key)
     data = tmp_path / "group_data"
     data.mkdir()
     (data / "litellm.py").write_text('server = "uvicorn"\n')
     try:
         run = pyinfra(secrets_env=lab_secrets, extra_env=env, group_data=data)
         assert run.returncode == 0, run.output[-5000:]
+        assert "@docker/hx-api: tls_certificate: expires in 19 days" in run.output
         assert "--ssl_certfile_path" in exec_in("hx-api", "systemctl", "cat", "litellm")
         assert "--run_gunicorn" not in exec_in("hx-api", "systemctl", "cat", "litellm")
         proof = run_verify(lab_secrets, tmp_path / "evidence", extra_env=env, group_data=data)

@@ -73,6 +73,11 @@ class HostPlan:
     redis: RedisPlan | None = None
     lb: LbPlan | None = None
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the deploy says before changing this host, refusing nothing."""
+        return (*(self.gateway.warnings if self.gateway else ()), *(self.lb.warnings if self.lb else ()))
+
 
 def gateway_plan(data: Mapping[str, Any], inventory_name: str, with_redis: bool = False,
                  behind_balancers: bool = False) -> GatewayPlan:
