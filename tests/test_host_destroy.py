@@ -72,3 +72,20 @@ def test_something_the_deploy_did_not_put_there_stays(deployed: dict, tmp_path: 
     destroy.apply(deployed)
     assert (tmp_path / "opt" / "bin" / "python").exists() and not (tmp_path / "opt" / "venvs").exists()
     assert destroy.plan(deployed) == []
+
+
+def test_the_operators_ca_leaves_the_trust_store_with_the_rest(deployed: dict, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    cas = tmp_path / "ca-certificates"
+    cas.mkdir()
+    (cas / "hx-gateway-ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "bin" / "update-ca-certificates").write_text(f"#!/bin/sh\necho update-ca >> {tmp_path}/calls\n")
+    (tmp_path / "bin" / "update-ca-certificates").chmod(0o755)
+    monkeypatch.setattr(destroy, "LOCAL_CAS", f"{cas}/")
+    spec = {**deployed, "files": [*deployed["files"], str(cas / "hx-gateway-ca.crt")]}
+    planned = destroy.plan(spec)
+    assert {"action": "remove file", "target": str(cas / "hx-gateway-ca.crt")} in planned
+    assert {"action": "refresh trust store", "target": "update-ca-certificates"} in planned
+    destroy.apply(spec)
+    assert not (cas / "hx-gateway-ca.crt").exists() and "update-ca" in (tmp_path / "calls").read_text()
+    assert destroy.plan(spec) == []
