@@ -20,17 +20,20 @@ class ComponentPreflightError(Refusal):
 
 
 def read_component_host(component: str, name: str, unit: str, package: str, files: list[ManagedFile],
-                        directories: tuple[ManagedDirectory, ...] = (), reloads: bool = False) -> dict:
-    """The host's addresses, what `name` resolves to there, the unit (with those of `files` changed
-    after it last read them; `reloads`: it reloads by starting new workers) and the package; the
-    managed files' states are kept for the operations planned after (one round trip)."""
+                        directories: tuple[ManagedDirectory, ...] = (), reloads: bool = False,
+                        unread: tuple[ManagedFile, ...] = ()) -> dict:
+    """The host's addresses, what `name` resolves to there, the unit (with those of `files` it reads,
+    all but `unread`, changed after it last read them; `reloads`: it reloads by starting new workers)
+    and the package; the managed files' states (`files`) are kept for the operations planned after
+    (one round trip)."""
     if not host.get_fact(Which, command="python3"):
         raise ComponentPreflightError(f"preflight failed on {host.name} ({component}); nothing was changed:\n"
                                       f"  - python3 is missing: the deploy reads hosts with it; install it once "
                                       f"(apt-get install python3-minimal) and run again")
     facts, states = read_together((ComponentHost, {"host_name": name, "units": (unit,), "packages": (package,),
                                                    "directories": tuple(d.path for d in directories),
-                                                   "reads": tuple(f.path for f in files), "reloads": reloads}),
+                                                   "reads": tuple(f.path for f in files if f not in unread),
+                                                   "reloads": reloads}),
                                   (FileStates, file_states_arguments(files)))
     return {**facts, "files": states}
 

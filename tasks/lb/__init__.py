@@ -70,7 +70,8 @@ def serves_every_gateway(fleet: Fleet) -> str:
 
 @deploy("Load balancer")
 def lb(plan: LbPlan) -> None:
-    facts = read_component_host("lb", host_part(plan.settings.host), UNIT, PACKAGE, list(FILES), reloads=True)
+    facts = read_component_host("lb", host_part(plan.settings.host), UNIT, PACKAGE, list(FILES), reloads=True,
+                                unread=(CA,))  # HAProxy never reads the CA: no reload for it
     if not facts["versions"][PACKAGE]:
         apt.packages(name="Install haproxy (OS package)", packages=[PACKAGE], update=True)
     trust_ca(plan.ca_pem, facts["files"], FILES)
