@@ -32,6 +32,7 @@ class Outcome:
     status: int | None  # None: no HTTP answer at all
     backend: str  # x-litellm-model-api-base, "" when absent
     error: str = ""
+    resent: bool = False  # answered after a resend on a new connection (see run_load)
 
     @property
     def ok(self) -> bool:
@@ -60,6 +61,7 @@ class LoadResult:
             "mean_ms": round(statistics.fmean(latencies), 1) if latencies else 0.0,
             "backends": dict(Counter(o.backend for o in self.outcomes if o.ok)),
             "statuses": dict(Counter(str(o.status) for o in self.outcomes)),
+            "resent": sum(o.resent for o in self.outcomes),
             # why the failures failed: the commonest reasons, with their counts
             "errors_by_reason": dict(Counter(o.error[:120] or f"HTTP {o.status}" for o in self.failures())
                                      .most_common(3)),
@@ -82,8 +84,10 @@ def _connect(url: str, timeout: float, ca_bundle: str | None = None) -> Callable
 
 def run_load(url: str, key: str, body: dict, requests: int, concurrency: int, path: str = "/v1/chat/completions",
              max_seconds: float = 60.0, on_progress: Callable[[int], None] | None = None,
-             timeout: float = 60.0, ca_bundle: str | None = None, stop: threading.Event | None = None) -> LoadResult:
-    """Send `requests` POSTs (or stop after max_seconds, or once `stop` is set) with `concurrency` in flight."""
+             timeout: float = 60.0, ca_bundle: str | None = None, stop: threading.Event | None = None,
+             resend_on_closed: bool = False) -> LoadResult:
+    """Send `requests` POSTs (or stop after max_seconds, or once `stop` is set) with `concurrency` in flight.
+    `resend_on_closed`: a request whose reused keep-alive connection fails is sent once more on a new one."""
     result, lock, sent = LoadResult(), threading.Lock(), [0]
     began = time.monotonic()
     payload = json.dumps(body).encode()
@@ -92,7 +96,7 @@ def run_load(url: str, key: str, body: dict, requests: int, concurrency: int, pa
     connect = _connect(url, timeout, ca_bundle)
 
     def worker() -> None:
-        connection = connect()
+        connection, reused = connect(), False
         try:
             while True:
                 with lock:
@@ -103,16 +107,25 @@ def run_load(url: str, key: str, body: dict, requests: int, concurrency: int, pa
                 if on_progress:
                     on_progress(number)
                 started = time.monotonic()
-                try:
-                    connection.request("POST", target, payload, headers)
-                    response = connection.getresponse()
-                    text = response.read()
-                    outcome = Outcome(started - began, time.monotonic() - started, response.status,
-                                      response.getheader("x-litellm-model-api-base", ""),
-                                      "" if response.status == 200 else text[:200].decode(errors="replace"))
-                except (OSError, http.client.HTTPException) as exc:
-                    outcome = Outcome(started - began, time.monotonic() - started, None, "", type(exc).__name__)
-                    connection.close()  # the next request opens a fresh connection
+                for attempt in (1, 2):
+                    try:
+                        connection.request("POST", target, payload, headers)
+                        response = connection.getresponse()
+                        text = response.read()
+                        outcome = Outcome(started - began, time.monotonic() - started, response.status,
+                                          response.getheader("x-litellm-model-api-base", ""),
+                                          "" if response.status == 200 else text[:200].decode(errors="replace"),
+                                          resent=attempt > 1)
+                        reused = True
+                        break
+                    except (OSError, http.client.HTTPException) as exc:
+                        outcome = Outcome(started - began, time.monotonic() - started, None, "", type(exc).__name__)
+                        connection.close()  # the next request opens a fresh connection
+                        was_reused, reused = reused, False
+                        # A keep-alive connection the server closed before answering (a worker that stops):
+                        # clients that resend then (the OpenAI SDKs do) see no error; counted as `resent`.
+                        if not (resend_on_closed and was_reused and attempt == 1):
+                            break
                 with lock:
                     result.outcomes.append(outcome)
         finally:

@@ -94,3 +94,12 @@ def test_the_command_refuses_a_url_without_scheme_and_a_missing_key_by_name(monk
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_with_resend_a_request_whose_kept_connection_dies_is_sent_once_more_and_counted(server):
+    result = run_load(server, "k", chat_body("m"), 100, 1, resend_on_closed=True)
+    summary = result.summary()
+    # Every tenth request the server sees dies unanswered (10, 20, ... 110 of 111): each is sent again.
+    assert summary["requests"] == 100 and len(Backend.seen) == 111
+    assert summary["resent"] == 11 and "None" not in summary["statuses"]
+    assert run_load(server, "k", chat_body("m"), 100, 1).summary()["resent"] == 0

@@ -85,7 +85,8 @@ def test_the_gateway_serves_https_that_verify_and_clients_trust_and_tls_off_remo
             assert good.version() == "TLSv1.3"
 
         # Rotation: a new certificate from the same CA; the preview names the new serial, never the key;
-        # the deploy reloads (no restart) while 8 clients run, and none of their requests fails.
+        # the deploy reloads (no restart) while 8 clients run, and none of their requests fails (a request on
+        # a keep-alive connection an old worker closed as it stopped is resent, as the OpenAI SDKs do).
         old_serial = served["figures"]["serial"]
         chain, key = issue(lab_tls.authority(), [address])
         lab_tls.chain.write_bytes(chain)
@@ -103,7 +104,8 @@ def test_the_gateway_serves_https_that_verify_and_clients_trust_and_tls_off_remo
         pid, stop = main_pid(), threading.Event()
         with ThreadPoolExecutor(1) as pool:
             load = pool.submit(run_load, f"https://{address}:4000", lab_secrets["HX_MASTER_KEY"],
-                               chat_body("phi3-3.8b"), 10**6, 8, max_seconds=300, ca_bundle=str(lab_tls.ca), stop=stop)
+                               chat_body("phi3-3.8b"), 10**6, 8, max_seconds=300, ca_bundle=str(lab_tls.ca), stop=stop,
+                               resend_on_closed=True)
             time.sleep(2)
             try:
                 rotation = pyinfra(secrets_env=lab_secrets, extra_env=env)
