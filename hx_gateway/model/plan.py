@@ -88,19 +88,26 @@ def gateway_plan(data: Mapping[str, Any], inventory_name: str, with_redis: bool 
         secrets = load_secrets(settings, with_redis=with_redis)
     except SettingsError as error:
         problems += error.problems
-    tls, warnings, ca_pem = None, [], ""
-    if settings.tls:
-        checked = load_tls(str(settings.tls_certificate), str(settings.tls_key), settings.ca_bundle,
-                           urlsplit(settings.gateway_url).hostname or "", settings.tls_min_days_left)
-        problems += checked.problems
-        tls, warnings = checked.material, checked.warnings
-        ca_pem = tls.ca_pem if tls else ""
-    elif settings.ca_bundle:
-        ca_pem, trouble = load_ca(settings.ca_bundle)
-        problems += trouble
+    tls, ca_pem, warnings, trouble = host_tls(settings.tls_certificate, settings.tls_key, settings.ca_bundle,
+                                              settings.gateway_url, settings.tls_min_days_left)
+    problems += trouble
     if problems:
         raise SettingsError(problems)
-    return GatewayPlan(settings, secrets, tls=tls, warnings=tuple(warnings), ca_pem=ca_pem)
+    return GatewayPlan(settings, secrets, tls=tls, warnings=warnings, ca_pem=ca_pem)
+
+
+def host_tls(certificate: str | None, key: str | None, ca_bundle: str | None, url: str, min_days_left: int
+             ) -> tuple[TlsMaterial | None, str, tuple[str, ...], list[str]]:
+    """What a host serving `url` gets of the operator's TLS files, checked: the certificate and key when
+    it serves HTTPS (both set), the CA text for its trust store; then the warnings and the problems."""
+    if certificate and key:
+        checked = load_tls(str(certificate), str(key), ca_bundle, urlsplit(url).hostname or "", min_days_left)
+        ca_pem = checked.material.ca_pem if checked.material else ""
+        return checked.material, ca_pem, tuple(checked.warnings), checked.problems
+    if ca_bundle:
+        ca_pem, problems = load_ca(ca_bundle)
+        return None, ca_pem, (), problems
+    return None, "", (), []
 
 
 class _Problems:
@@ -149,8 +156,11 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
                 if settings is not None:
                     found[name] = settings  # type: ignore[assignment]
     lb_tls = {}
+    data_of = {name: data for name, data, _ in members}
     for name, settings in list(lbs.items()):
-        material, ca_pem, warnings, trouble = balancer_tls(settings, next(data for n, data, _ in members if n == name))
+        served = (data_of[name]["tls_certificate"], data_of[name]["tls_key"]) if settings.serves_tls else (None, None)
+        material, ca_pem, warnings, trouble = host_tls(*served, settings.ca_bundle, settings.lb_url,
+                                                       settings.tls_min_days_left)
         problems.add(name, trouble)
         lb_tls[name] = (material, ca_pem, warnings)
         lbs[name] = replace(settings, certificate=material.certificate if material else None)
@@ -171,20 +181,6 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
             redis=RedisPlan(redis[name], password, fleet) if name in redis and password else None,
             lb=LbPlan(lbs[name], fleet, *lb_tls[name]) if name in lbs else None)
     return plans
-
-
-def balancer_tls(settings: LbSettings, data: Mapping[str, Any]
-                 ) -> tuple[TlsMaterial | None, str, tuple[str, ...], list[str]]:
-    """A balancer's certificate (checked for the host in lb_url) and CA: material, CA text, warnings, problems."""
-    if settings.serves_tls:
-        checked = load_tls(str(data["tls_certificate"]), str(data["tls_key"]), settings.ca_bundle,
-                           urlsplit(settings.lb_url).hostname or "", settings.tls_min_days_left)
-        ca_pem = checked.material.ca_pem if checked.material else ""
-        return checked.material, ca_pem, tuple(checked.warnings), checked.problems
-    if settings.ca_bundle:
-        ca_pem, problems = load_ca(settings.ca_bundle)
-        return None, ca_pem, (), problems
-    return None, "", (), []
 
 
 def connector_data_names() -> set[str]:
