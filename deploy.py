@@ -1,10 +1,11 @@
 """The hx-gateway deploy: `pyinfra inventory.py deploy.py` (add `--dry --diff` to preview).
 
 Every host's settings and secrets are validated first, then each component deploys on the hosts of
-its group, in this order: Redis (tasks/redis/) on `redis`, the gateway (tasks/gateway/) on `litellm`,
-HAProxy (tasks/lb/) on `lb`. Proof comes after: `python -m hx_gateway.verify inventory.py` (`./hx lab`
-runs both in the lab). Preview and change ticket: `python -m hx_gateway.ticket inventory.py --out
-change.md`; rollback: `python -m hx_gateway.rollback inventory.py`.
+its group, in this order: Redis (tasks/redis/) on `redis`, PostgreSQL for the usage records
+(tasks/db/) on `db`, the gateway (tasks/gateway/) on `litellm`, HAProxy (tasks/lb/) on `lb`. Proof
+comes after: `python -m hx_gateway.verify inventory.py` (`./hx lab` runs both in the lab). Preview and
+change ticket: `python -m hx_gateway.ticket inventory.py --out change.md`; rollback:
+`python -m hx_gateway.rollback inventory.py`.
 """
 
 import sys
@@ -21,6 +22,7 @@ from hx_gateway.model.plan import run_plans  # noqa: E402
 from hx_gateway.model.refusal import Refusal, refuse  # noqa: E402
 from hx_gateway.pyinfra_ext.announce import announce_plan_verdict  # noqa: E402
 from hx_gateway.pyinfra_ext.command_line import command_line_problems  # noqa: E402
+from tasks.db import db  # noqa: E402
 from tasks.gateway import gateway  # noqa: E402
 from tasks.lb import lb  # noqa: E402
 from tasks.redis import redis  # noqa: E402
@@ -36,6 +38,8 @@ try:
         logger.warning(f"{host.name}: {warning}")
     if plan and plan.redis:
         redis(plan.redis)
+    if plan and plan.db:
+        db(plan.db)
     if plan and plan.gateway:
         gateway(plan.gateway)
     if plan and plan.lb:

@@ -28,6 +28,7 @@ from hx_gateway.proof.checks import VALIDATION_PLAN
 from hx_gateway.proof.fleet import fleet_validation_plan
 from hx_gateway.proof.redaction import redact, redact_keys
 from hx_gateway.proof.tls import CA_VALIDATION_PLAN, TLS_VALIDATION_PLAN
+from hx_gateway.proof.usage import USAGE_VALIDATION_PLAN
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
 from hx_gateway.verify import add_group_data_option, load_inventory, refused, writable_directory
@@ -71,7 +72,8 @@ def validation_of(plans: Mapping[str, HostPlan]) -> dict[str, str]:
     fleet = gateways[0].fleet if gateways else Fleet()
     return {**VALIDATION_PLAN, **fleet_validation_plan(fleet, caches=any(g.settings.cached_aliases for g in gateways)),
             **(TLS_VALIDATION_PLAN if any(g.tls for g in gateways) or any(lb.certificate for lb in fleet.lbs) else {}),
-            **(CA_VALIDATION_PLAN if any(g.settings.ca_bundle for g in gateways) else {})}
+            **(CA_VALIDATION_PLAN if any(g.settings.ca_bundle for g in gateways) else {}),
+            **(USAGE_VALIDATION_PLAN if fleet.db else {})}
 
 
 def rollback_plan(records: list[dict], inventory: str) -> str:
@@ -106,7 +108,7 @@ def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: d
             "groups": hosts[host],
             "operations": [op["name"] for op in plan if host in op["hosts_with_change"]],
             "follow_up_operations": [op["name"] for op in plan if host in op["hosts_with_conditional_change"]],
-            "details": [r for r in mine if r["kind"] in ("file", "venv", "packages")],
+            "details": [r for r in mine if r["kind"] in ("file", "venv", "packages", "database", "migration")],
             "restart": restart[0] if restart else "no restart",
             "degraded": [r["summary"] for r in mine if r["kind"] == "degraded"],
             "rollback": rollback_plan(mine, inventory) if "litellm" in hosts[host] else "not a gateway host",

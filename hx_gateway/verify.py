@@ -30,6 +30,7 @@ from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, clie
 from hx_gateway.proof.evidence import overall, print_outputs, write_evidence
 from hx_gateway.proof.fleet import balancer_checks, balancer_client_checks, cache_checks, redis_checks
 from hx_gateway.proof.tls import TRUST_STORE, ca_marker, tls_checks, trust_store_check
+from hx_gateway.proof.usage import rows_of_call, usage_check
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import (
     GatewayHost,
@@ -161,7 +162,8 @@ def verify_backends(state: State, settings) -> list[Check]:
 
 
 def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list[Check]:
-    """Redis from every gateway, every gateway in every balancer, clients through the balancers."""
+    """Redis from every gateway, every gateway in every balancer, clients through the balancers, the usage
+    records of a request through each gateway."""
     from tasks.lb import runtime_command  # the balancer component owns its socket and backend names
 
     if not gateways:
@@ -173,6 +175,11 @@ def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list
         probe = gateway.get_fact(RedisProbe, address=fleet.redis.address, port=fleet.redis.redis_port,
                                  env_file=plan.settings.path("litellm.env"), sample=os.urandom(4).hex())
         checks += redis_checks(gateway.name, fleet.redis, probe)
+    if fleet.db:
+        db_host = state.inventory.get_host(fleet.db.host)
+        for gateway, plan in gateways:
+            checks.append(usage_check(gateway.name, plan.settings, secrets,
+                                      lambda call_id: rows_of_call(db_host, fleet.db, call_id)))
     if fleet.redis:
         checks += cache_checks([(gateway.name, plan.settings) for gateway, plan in gateways], secrets)
     for lb in fleet.lbs:

@@ -1,5 +1,6 @@
-"""`./hx lab [--fleet]`: bring the lab up, deploy into it, and prove it (the README's first command).
-With --fleet the lab is the whole service: hx-redis and hx-lb in front of two gateways; with --tls
+"""`./hx lab [--fleet] [--db] [--tls]`: bring the lab up, deploy into it, and prove it (the README's
+first command). With --fleet the lab is the whole service: hx-redis and hx-lb in front of two
+gateways; with --db it has hx-db, the usage database (PostgreSQL); with --tls
 the gateways serve HTTPS with the lab's own CA (made once in ~/.config/hx-gateway/lab-tls/).
 
 Secrets: HX_MASTER_KEY / HX_CLIENT_KEY_* from the environment, else a lab secrets file generated
@@ -22,7 +23,7 @@ INVENTORY = "lab/inventory.py"
 LAB_TLS = LAB_SECRETS.parent / "lab-tls"
 
 
-LAB_SECRET_NAMES = ("HX_MASTER_KEY", "HX_CLIENT_KEY_OPEN_WEBUI", "HX_REDIS_PASSWORD")
+LAB_SECRET_NAMES = ("HX_MASTER_KEY", "HX_CLIENT_KEY_OPEN_WEBUI", "HX_REDIS_PASSWORD", "HX_DB_PASSWORD")
 
 
 def ensure_lab_secrets(path: Path = LAB_SECRETS) -> Path:
@@ -42,6 +43,9 @@ def main(argv: list[str]) -> int:
     if "--fleet" in argv:  # the whole service: hx-redis, hx-lb, two gateways
         argv = [a for a in argv if a != "--fleet"]
         env["HX_LAB_FLEET"] = os.environ["HX_LAB_FLEET"] = "1"
+    if "--db" in argv:  # the usage database: hx-db (PostgreSQL)
+        argv = [a for a in argv if a != "--db"]
+        env["HX_LAB_DB"] = os.environ["HX_LAB_DB"] = "1"
     if "--tls" in argv:  # HTTPS on the gateways, with the lab's own CA (made once, beside the lab's secrets)
         argv = [a for a in argv if a != "--tls"]
         env["HX_LAB_TLS"] = str(LAB_TLS)

@@ -3,9 +3,9 @@
     pyinfra lab/inventory.py deploy.py
 
 Gateway count: HX_LAB_GATEWAYS (default 1); a mixed fleet: HX_LAB_GATEWAY_SUITES=bookworm,trixie;
-the whole service (hx-redis, hx-lb, two gateways): HX_LAB_FLEET=1; HTTPS with the lab's own CA, made
-once in the directory HX_LAB_TLS names (lab/tls.py): HX_LAB_TLS=DIR (served by the balancers when
-there are any, else by the gateways, as in production).
+the whole service (hx-redis, hx-lb, two gateways): HX_LAB_FLEET=1; the usage database (hx-db):
+HX_LAB_DB=1; HTTPS with the lab's own CA, made once in the directory HX_LAB_TLS names (lab/tls.py):
+HX_LAB_TLS=DIR (served by the balancers when there are any, else by the gateways, as in production).
 The lab's data differs from production only in
 lab/group_data/ (backend names, environment) and the gateway URL read from Docker.
 """
@@ -37,3 +37,4 @@ litellm = [(f"@docker/{name}", {"gateway_url": _url(name), **_tls}) for name in 
 llm = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "backend"]
 redis = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "redis"]
 lb = [(f"@docker/{name}", {"lb_url": _url(name), **_tls}) for name in _balancers]
+db = [f"@docker/{h.name}" for h in _lab.hosts() if h.role == "db"]

@@ -78,7 +78,7 @@ def docker(*args: str, check: bool = True, capture: bool = True, stdin: bytes | 
 @dataclass(frozen=True)
 class LabHost:
     name: str
-    role: str  # "gateway", "backend", "redis" or "lb"
+    role: str  # "gateway", "backend", "redis", "lb" or "db"
     suite: str = "bookworm"  # the Debian release the container runs
 
 
@@ -92,15 +92,17 @@ class Lab:
     gateway_suites: tuple[str, ...] = ()
     # The whole service: a Redis host and a balancer in front of (at least two) gateways.
     fleet: bool = False
+    # The usage database: hx-db (PostgreSQL).
+    db: bool = False
 
     @classmethod
     def from_env(cls) -> Lab:
-        """HX_LAB_GATEWAYS (count), HX_LAB_GATEWAY_SUITES (e.g. "bookworm,trixie": a mixed fleet) and
-        HX_LAB_FLEET=1 (hx-redis and hx-lb in front of at least two gateways)."""
+        """HX_LAB_GATEWAYS (count), HX_LAB_GATEWAY_SUITES (e.g. "bookworm,trixie": a mixed fleet),
+        HX_LAB_FLEET=1 (hx-redis and hx-lb in front of at least two gateways) and HX_LAB_DB=1 (hx-db)."""
         suites = tuple(s for s in os.environ.get("HX_LAB_GATEWAY_SUITES", "").split(",") if s)
         fleet = os.environ.get("HX_LAB_FLEET") == "1"
         count = max(int(os.environ.get("HX_LAB_GATEWAYS", "1")), len(suites), 2 if fleet else 1)
-        return cls(gateways=count, gateway_suites=suites, fleet=fleet)
+        return cls(gateways=count, gateway_suites=suites, fleet=fleet, db=os.environ.get("HX_LAB_DB") == "1")
 
     @property
     def network(self) -> str:
@@ -112,7 +114,8 @@ class Lab:
                     for i in range(1, self.gateways + 1)]
         backends = [LabHost(f"hx-llm{i:02d}", "backend", self.recipe.suite) for i in range(1, self.backends + 1)]
         service = [LabHost("hx-redis", "redis", self.recipe.suite), LabHost("hx-lb", "lb", self.recipe.suite)]
-        return gateways + backends + (service if self.fleet else [])
+        database = [LabHost("hx-db", "db", self.recipe.suite)] if self.db else []
+        return gateways + backends + (service if self.fleet else []) + database
 
     # -- lifecycle -------------------------------------------------------------------------
     def up(self) -> None:

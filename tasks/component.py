@@ -3,11 +3,14 @@ pyinfra cannot read), and restart a unit only when a file it reads changed, then
 
 from __future__ import annotations
 
+import ipaddress
+
 from pyinfra import host
 from pyinfra.facts.server import Which
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
+from hx_gateway.model.fleet import host_part
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import ComponentHost, FileStates
@@ -36,6 +39,23 @@ def read_component_host(component: str, name: str, unit: str, package: str, file
                                                    "reloads": reloads}),
                                   (FileStates, file_states_arguments(files)))
     return {**facts, "files": states}
+
+
+def bind_address(wanted: str | None, knob: str, inventory_name: str, facts: dict) -> tuple[str, list[str]]:
+    """The address a component listens on besides loopback: the knob (`wanted`), or else the address
+    the host's inventory name resolves to on it (`facts`: read_component_host's); it must be the
+    host's own and not loopback (its clients are elsewhere). Returns it, or the problems."""
+    candidates = [wanted] if wanted else [a for a in facts["resolves"] if not ipaddress.ip_address(a).is_loopback]
+    owned = [a for a in candidates if a in facts["addresses"]]
+    if owned:
+        return owned[0], []
+    if wanted:
+        return "", [f"{knob}: {wanted} is not an address of this host (it has {', '.join(facts['addresses'])}); "
+                    f"name one of them"]
+    resolves = ", ".join(facts["resolves"]) or "nothing"
+    return "", [f"{knob}: None, and {host_part(inventory_name)} resolves here to {resolves}, not to one of this "
+                f"host's addresses ({', '.join(facts['addresses'])}); set {knob} to the private address the "
+                f"gateways reach"]
 
 
 def refuse(component: str, problems: list[str]) -> None:

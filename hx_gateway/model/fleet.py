@@ -1,7 +1,7 @@
-"""The optional groups around the gateways: `redis` (limits and router state shared by every gateway)
-and `lb` (HAProxy in front of them), and the rules that span groups.
+"""The optional groups around the gateways: `redis` (limits and router state shared by every gateway),
+`lb` (HAProxy in front of them) and `db` (PostgreSQL, the usage records), and the rules that span groups.
 
-Their knobs, with defaults, are declared in group_data/redis.py and group_data/lb.py; the gateway's in
+Their knobs, with defaults, are declared in group_data/redis.py, lb.py and db.py; the gateway's in
 settings.py. Every problem names the knob (or group) and the fix, like the gateway's.
 """
 
@@ -49,6 +49,25 @@ class RedisSettings:
         return self.redis_bind_address or host_part(self.host)
 
 
+# A PostgreSQL identifier that needs no quoting anywhere (SQL, pg_hba.conf, a libpq keyword).
+SQL_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class DbSettings:
+    host: str  # inventory name
+    db_port: int
+    db_bind_address: str | None
+    db_name: str
+    db_user: str
+    db_queue_rows: int
+
+    @property
+    def address(self) -> str:
+        """Where the gateways connect: the bound address when set, else the host's name."""
+        return self.db_bind_address or host_part(self.host)
+
+
 @dataclass(frozen=True)
 class LbSettings:
     host: str  # inventory name
@@ -87,6 +106,7 @@ class Fleet:
     redis: RedisSettings | None = None
     lbs: tuple[LbSettings, ...] = ()
     gateways: tuple[Member, ...] = ()
+    db: DbSettings | None = None
 
     def member(self, inventory_name: str) -> Member | None:
         name = SERVER_NAME_UNSAFE.sub("_", host_part(inventory_name))
@@ -95,6 +115,7 @@ class Fleet:
 
 REDIS_KNOBS = tuple(f.name for f in fields(RedisSettings) if f.name != "host")
 LB_KNOBS = tuple(f.name for f in fields(LbSettings) if f.name.startswith("lb_"))
+DB_KNOBS = tuple(f.name for f in fields(DbSettings) if f.name != "host")
 
 
 def _missing(data: Mapping[str, Any], knobs: Sequence[str], group: str) -> list[str]:
@@ -102,16 +123,23 @@ def _missing(data: Mapping[str, Any], knobs: Sequence[str], group: str) -> list[
             f"from the repository (or pass its group_data/)" for name in knobs if name not in data]
 
 
+def _bind_address_problems(bind: Any, knob: str, what: str) -> list[str]:
+    """One private address of the host (`what`: the component) or None; never a wildcard."""
+    if bind is None:
+        return []
+    problems = [p.replace("bind_host", knob, 1) for p in _bind_host_problems(bind)]
+    if not problems and ipaddress.ip_address(bind).is_unspecified:
+        problems.append(f"{knob}: {bind!r} would listen on every address; name one private address of the "
+                        f"{what} host, or None for the address its inventory name resolves to")
+    return problems
+
+
 def load_redis(name: str, data: Mapping[str, Any]) -> tuple[RedisSettings | None, list[str]]:
     problems = _missing(data, REDIS_KNOBS, "redis")
     if problems:
         return None, problems
     bind = data["redis_bind_address"]
-    if bind is not None:
-        problems += [p.replace("bind_host", "redis_bind_address", 1) for p in _bind_host_problems(bind)]
-        if not problems and ipaddress.ip_address(bind).is_unspecified:
-            problems.append(f"redis_bind_address: {bind!r} would listen on every address; name one private "
-                            f"address of the Redis host, or None for the address its inventory name resolves to")
+    problems += _bind_address_problems(bind, "redis_bind_address", "Redis")
     user = data["redis_user"]
     if not isinstance(user, str) or not NAME_RE.match(user) or user == "default":
         problems.append(f"redis_user: {user!r} is not a usable ACL user; use letters, digits, '.', '_' or '-' "
@@ -121,6 +149,22 @@ def load_redis(name: str, data: Mapping[str, Any]) -> tuple[RedisSettings | None
         problems.append(f"redis_private_users: {private_users!r} must be True or False")
     settings = RedisSettings(name, _int(data, "redis_port", 1, 65535, problems), bind, str(user),
                              _int(data, "redis_maxmemory_mb", 16, 1048576, problems), bool(private_users))
+    return settings, problems
+
+
+def load_db(name: str, data: Mapping[str, Any]) -> tuple[DbSettings | None, list[str]]:
+    problems = _missing(data, DB_KNOBS, "db")
+    if problems:
+        return None, problems
+    bind = data["db_bind_address"]
+    problems += _bind_address_problems(bind, "db_bind_address", "database")
+    for knob in ("db_name", "db_user"):
+        value = data[knob]
+        if not isinstance(value, str) or not SQL_NAME_RE.match(value) or value.startswith("pg_") or value == "postgres":
+            problems.append(f"{knob}: {value!r} is not a usable PostgreSQL name; use lower-case letters, digits and "
+                            f"'_' (starting with a letter, at most 63, not `postgres` or pg_...)")
+    settings = DbSettings(name, _int(data, "db_port", 1, 65535, problems), bind, str(data["db_name"]),
+                          str(data["db_user"]), _int(data, "db_queue_rows", 100, 10_000_000, problems))
     return settings, problems
 
 
@@ -144,9 +188,15 @@ def load_lb(name: str, data: Mapping[str, Any]) -> tuple[LbSettings | None, list
 
 
 def fleet_problems(redis_hosts: Sequence[str], lb_hosts: Sequence[str], gateway_hosts: Sequence[str],
-                   gateways: Mapping[str, Settings], lbs: Sequence[LbSettings]) -> list[str]:
+                   gateways: Mapping[str, Settings], lbs: Sequence[LbSettings], db_hosts: Sequence[str] = ()
+                   ) -> list[str]:
     """The rules that span groups (`gateways`: the gateways whose own settings are valid)."""
     problems = []
+    if len(db_hosts) > 1:
+        problems.append(f"db: {len(db_hosts)} hosts ({', '.join(db_hosts)}); the gateways record usage in one "
+                        f"database: keep one host in the `db` group")
+    if db_hosts and not gateway_hosts:
+        problems.append("db: no gateways record into it; add hosts to the `litellm` group or remove the `db` group")
     if len(redis_hosts) > 1:
         problems.append(f"redis: {len(redis_hosts)} hosts ({', '.join(redis_hosts)}); the deploy runs one Redis "
                         f"for the whole service: keep one host in the `redis` group")

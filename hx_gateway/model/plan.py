@@ -11,10 +11,23 @@ from urllib.parse import urlsplit
 from pyinfra.api.connectors import get_all_connectors
 
 from hx_gateway import lock
-from hx_gateway.model.fleet import Fleet, LbSettings, Member, RedisSettings, fleet_problems, load_lb, load_redis
-from hx_gateway.model.secrets import Secrets, SecretText, load_secrets, redis_password_problems
+from hx_gateway.model.fleet import (
+    DbSettings,
+    Fleet,
+    LbSettings,
+    Member,
+    RedisSettings,
+    fleet_problems,
+    load_db,
+    load_lb,
+    load_redis,
+)
+from hx_gateway.model.secrets import Secrets, SecretText, load_secrets, service_password_problems
 from hx_gateway.model.settings import Settings, SettingsError, load_settings, unknown_knob_problems
 from hx_gateway.model.tls import TlsMaterial, load_ca, load_tls
+
+# The inventory groups the deploy provisions (`llm`, the backends, it only reads).
+COMPONENT_GROUPS = ("litellm", "redis", "lb", "db")
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,13 @@ class RedisPlan:
 
 
 @dataclass(frozen=True)
+class DbPlan:
+    settings: DbSettings
+    password: SecretText
+    fleet: Fleet
+
+
+@dataclass(frozen=True)
 class LbPlan:
     settings: LbSettings
     fleet: Fleet
@@ -72,6 +92,7 @@ class HostPlan:
     gateway: GatewayPlan | None = None
     redis: RedisPlan | None = None
     lb: LbPlan | None = None
+    db: DbPlan | None = None
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -80,12 +101,12 @@ class HostPlan:
 
 
 def gateway_plan(data: Mapping[str, Any], inventory_name: str, with_redis: bool = False,
-                 behind_balancers: bool = False) -> GatewayPlan:
+                 behind_balancers: bool = False, with_db: bool = False) -> GatewayPlan:
     """Validate everything before any host is touched (raises SettingsError listing every problem)."""
     settings = load_settings(data, inventory_name, behind_balancers)
     problems: list[str] = []
     try:
-        secrets = load_secrets(settings, with_redis=with_redis)
+        secrets = load_secrets(settings, with_redis=with_redis, with_db=with_db)
     except SettingsError as error:
         problems += error.problems
     tls, ca_pem, warnings, trouble = host_tls(settings.tls_certificate, settings.tls_key, settings.ca_bundle,
@@ -136,20 +157,22 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
     rules that span groups (fleet.py)."""
     problems = _Problems()
     members = list(hosts)
-    in_group = {group: [name for name, _, groups in members if group in groups] for group in ("litellm", "redis", "lb")}
-    with_redis = bool(in_group["redis"])
+    in_group = {group: [name for name, _, groups in members if group in groups] for group in COMPONENT_GROUPS}
+    with_redis, with_db = bool(in_group["redis"]), bool(in_group["db"])
     gateways: dict[str, GatewayPlan] = {}
     redis: dict[str, RedisSettings] = {}
     lbs: dict[str, LbSettings] = {}
+    dbs: dict[str, DbSettings] = {}
     for name, data, groups in members:
         problems.checked += 1
         problems.add(name, unknown_knob_problems(data, foreign))
         if "litellm" in groups:
             try:
-                gateways[name] = gateway_plan(data, name, with_redis, behind_balancers=bool(in_group["lb"]))
+                gateways[name] = gateway_plan(data, name, with_redis, behind_balancers=bool(in_group["lb"]),
+                                              with_db=with_db)
             except SettingsError as error:
                 problems.add(name, error.problems)
-        for group, loader, found in (("redis", load_redis, redis), ("lb", load_lb, lbs)):
+        for group, loader, found in (("redis", load_redis, redis), ("lb", load_lb, lbs), ("db", load_db, dbs)):
             if group in groups:
                 settings, trouble = loader(name, data)
                 problems.add(name, trouble)
@@ -165,13 +188,17 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
         lb_tls[name] = (material, ca_pem, warnings)
         lbs[name] = replace(settings, certificate=material.certificate if material else None)
     problems.add(None, fleet_problems(in_group["redis"], in_group["lb"], in_group["litellm"],
-                                      {n: p.settings for n, p in gateways.items()}, list(lbs.values())))
-    if with_redis and gateways:  # one password for the whole service: checked once
-        problems.add(None, redis_password_problems(next(iter(gateways.values())).secrets))
+                                      {n: p.settings for n, p in gateways.items()}, list(lbs.values()), in_group["db"]))
+    first = next(iter(gateways.values()), None)
+    for group in ("redis", "db") if first else ():  # one password each for the whole service: checked once
+        if in_group[group]:
+            problems.add(None, service_password_problems(first.secrets, group))
     problems.raise_any()
     fleet = Fleet(next(iter(redis.values()), None), tuple(lbs.values()),
-                  tuple(Member.of(name, plan.settings) for name, plan in gateways.items()))
-    password = SecretText(next(iter(gateways.values())).secrets.redis_password) if gateways and with_redis else None
+                  tuple(Member.of(name, plan.settings) for name, plan in gateways.items()),
+                  next(iter(dbs.values()), None))
+    password = SecretText(first.secrets.redis_password) if first and with_redis else None
+    db_password = SecretText(first.secrets.db_password) if first and with_db else None
     plans: dict[str, HostPlan] = {}
     for name, _, _ in members:
         gateway = gateways.get(name)
@@ -179,7 +206,8 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
             gateway=GatewayPlan(gateway.settings, gateway.secrets, fleet, gateway.tls, gateway.warnings, gateway.ca_pem)
             if gateway else None,
             redis=RedisPlan(redis[name], password, fleet) if name in redis and password else None,
-            lb=LbPlan(lbs[name], fleet, *lb_tls[name]) if name in lbs else None)
+            lb=LbPlan(lbs[name], fleet, *lb_tls[name]) if name in lbs else None,
+            db=DbPlan(dbs[name], db_password, fleet) if name in dbs and db_password else None)
     return plans
 
 
@@ -198,4 +226,4 @@ def run_plans(state: Any) -> dict[str, HostPlan]:
 
 def host_groups(inventory: Any, name: str) -> frozenset[str]:
     """The component groups a host is in."""
-    return frozenset(g for g in ("litellm", "redis", "lb") if name in {h.name for h in inventory.get_group(g, [])})
+    return frozenset(g for g in COMPONENT_GROUPS if name in {h.name for h in inventory.get_group(g, [])})

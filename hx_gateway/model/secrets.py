@@ -16,8 +16,10 @@ from hx_gateway.model.settings import Settings, SettingsError
 
 MASTER_KEY_ENV = "HX_MASTER_KEY"
 REDIS_PASSWORD_ENV = "HX_REDIS_PASSWORD"
-# Values people paste from examples: never acceptable as the Redis password.
-PLACEHOLDER_WORDS = ("changeme", "change-me", "password", "placeholder", "replace", "example", "secret", "redis")
+DB_PASSWORD_ENV = "HX_DB_PASSWORD"
+# Values people paste from examples: never acceptable as a service's password.
+PLACEHOLDER_WORDS = ("changeme", "change-me", "password", "placeholder", "replace", "example", "secret", "redis",
+                     "postgres")
 SECRETS_FILE_ENV = "HX_SECRETS_FILE"
 # The key printed in the seed documents: public, so never acceptable outside the lab.
 DOCUMENTATION_KEY = "sk-1234567890abcdef-test-key-please-replace"
@@ -45,13 +47,15 @@ class Secrets:
     master_key: str
     client_keys: Mapping[str, str] = field(default_factory=dict)
     redis_password: str = ""  # only when the inventory has a `redis` host
+    db_password: str = ""  # only when the inventory has a `db` host
 
     def all_values(self) -> list[str]:
         """Every secret, for redaction and for tests that grep output."""
-        return [self.master_key, *self.client_keys.values(), *([self.redis_password] if self.redis_password else [])]
+        return [self.master_key, *self.client_keys.values(), *(v for v in (self.redis_password, self.db_password) if v)]
 
     def __repr__(self) -> str:  # never print values, even by accident
-        return f"Secrets(master_key=<hidden>, client_keys={sorted(self.client_keys)}, redis_password=<hidden>)"
+        return (f"Secrets(master_key=<hidden>, client_keys={sorted(self.client_keys)}, redis_password=<hidden>, "
+                f"db_password=<hidden>)")
 
 
 def key_digest(value: str) -> str:
@@ -115,9 +119,11 @@ def _lookup(settings: Settings, environ: Mapping[str, str], problems: list[str])
     return lambda name: environ.get(name) or from_file.get(name) or ""
 
 
-def load_secrets(settings: Settings, environ: Mapping[str, str] | None = None, with_redis: bool = False) -> Secrets:
-    """Environment first, then the secrets file; validate strength outside the lab. `with_redis`: the
-    inventory has a `redis` host, so the gateways need its password (`redis_password_problems`)."""
+def load_secrets(settings: Settings, environ: Mapping[str, str] | None = None, with_redis: bool = False,
+                 with_db: bool = False) -> Secrets:
+    """Environment first, then the secrets file; validate strength outside the lab. `with_redis` /
+    `with_db`: the inventory has a `redis` / `db` host, so the gateways need its password
+    (`service_password_problems`)."""
     environ = os.environ if environ is None else environ
     problems: list[str] = []
     lookup = _lookup(settings, environ, problems)
@@ -132,21 +138,32 @@ def load_secrets(settings: Settings, environ: Mapping[str, str] | None = None, w
         client_values[key.name] = value
     if len(set(client_values.values())) != len(client_values):
         problems.append("client keys: two client keys share a value; give each its own")
-    redis_password = lookup(REDIS_PASSWORD_ENV) if with_redis else ""  # checked once for all: fleet_plans
+    # Checked once for all gateways: fleet_plans (service_password_problems).
+    redis_password = lookup(REDIS_PASSWORD_ENV) if with_redis else ""
+    db_password = lookup(DB_PASSWORD_ENV) if with_db else ""
     if problems:
         raise SettingsError(problems)
-    return Secrets(master, client_values, redis_password)
+    return Secrets(master, client_values, redis_password, db_password)
 
 
-def redis_password_problems(secrets: Secrets) -> list[str]:
-    """The same rules as the master key, in the lab too (the lab generates its own), and no placeholder."""
-    value, other_secrets = secrets.redis_password, [secrets.master_key, *secrets.client_keys.values()]
-    label = f"{REDIS_PASSWORD_ENV} (the `redis` group's password)"
+GENERATE_PASSWORD = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def service_password_problems(secrets: Secrets, group: str) -> list[str]:
+    """The `redis` or `db` group's password: the master key's rules, in the lab too (the lab generates
+    its own), no placeholder, none shared with another secret; the database's in printable ASCII
+    (PostgreSQL would hash other text after its own normalisation, which the deploy does not repeat)."""
+    redis = group == "redis"
+    env, value, other = ((REDIS_PASSWORD_ENV, secrets.redis_password, secrets.db_password) if redis
+                         else (DB_PASSWORD_ENV, secrets.db_password, secrets.redis_password))
+    others = [secrets.master_key, *secrets.client_keys.values(), other]
+    label = f"{env} (the `{group}` group's password)"
     if value and any(word in value.lower() for word in PLACEHOLDER_WORDS) and len(set(value)) < 20:
-        return [f"{label}: looks like a placeholder; generate one: python3 -c 'import secrets; "
-                f"print(secrets.token_urlsafe(32))'"]
-    if value and value in other_secrets:
-        return [f"{label}: equals another key; give Redis its own password"]
+        return [f"{label}: looks like a placeholder; generate one: {GENERATE_PASSWORD}"]
+    if value and value in others:
+        return [f"{label}: equals another key or password; give the `{group}` group its own"]
+    if value and not (value.isascii() and value.isprintable()):
+        return [f"{label}: use printable ASCII only; generate one: {GENERATE_PASSWORD}"]
     return _key_problems(label, value, is_lab=False)
 
 

@@ -157,10 +157,10 @@ BACKEND_KNOBS = ("ollama_service", "ollama_port")
 
 
 def knob_names() -> tuple[str, ...]:
-    """Every knob a group_data file may set (the `redis` and `lb` groups' are in fleet.py)."""
-    from hx_gateway.model.fleet import LB_KNOBS, REDIS_KNOBS  # fleet.py builds on this module
+    """Every knob a group_data file may set (the `redis`, `lb` and `db` groups' are in fleet.py)."""
+    from hx_gateway.model.fleet import DB_KNOBS, LB_KNOBS, REDIS_KNOBS  # fleet.py builds on this module
 
-    return (*GATEWAY_KNOBS, *BACKEND_KNOBS, *REDIS_KNOBS, *LB_KNOBS)
+    return (*GATEWAY_KNOBS, *BACKEND_KNOBS, *REDIS_KNOBS, *LB_KNOBS, *DB_KNOBS)
 
 
 def _closest(name: str, known: Iterable[str]) -> str | None:

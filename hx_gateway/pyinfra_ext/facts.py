@@ -18,6 +18,7 @@ from pyinfra.api import FactBase
 
 from hx_gateway.host import batch as host_batch
 from hx_gateway.host import facts as host_facts
+from hx_gateway.host import postgres as host_postgres
 from hx_gateway.host import venv_check as host_venv_check
 from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON
 
@@ -26,6 +27,7 @@ Program = tuple[str, list[str]]  # a host module's text and its arguments (sys.a
 HOST_FACTS = Path(host_facts.__file__).read_text()
 HOST_BATCH = Path(host_batch.__file__).read_text()
 HOST_VENV_CHECK = Path(host_venv_check.__file__).read_text()
+HOST_POSTGRES = Path(host_postgres.__file__).read_text()
 
 
 def host_fact(name: str, *args: Any) -> Program:
@@ -172,3 +174,13 @@ class RedisProbe(_JsonFact):
     def program(self, address: str, port: int, env_file: str = "", sample: str = "") -> Program:  # type: ignore[override]
         # `sample` only makes each reading a fact of its own, never served from pyinfra's cache.
         return host_fact("redis_probe", address, port, env_file)
+
+
+class PostgresHost(_JsonFact):
+    """What the `db` component needs from its host (hx_gateway/host/postgres.py): the distribution, the
+    clusters, what the gateways' names resolve to there, and the server's role, database and migrations."""
+
+    default = dict
+
+    def program(self, port: int, database: str, role: str, names: tuple[str, ...] = ()) -> Program:  # type: ignore[override]
+        return HOST_POSTGRES, [json.dumps([port, database, role, list(names)])]

@@ -77,6 +77,43 @@ def describe_change(file: ManagedFile, current: dict, desired: str) -> tuple[str
     return "; ".join(parts), diff
 
 
+def private_directory(key: str) -> str:
+    """Where this run uploads `key`'s payload first. Over SSH with sudo, pyinfra uploads as the SSH
+    account, then copies with sudo: that first copy goes into a directory only the uploading account
+    can enter (0700; $SUDO_USER is that account, root without sudo), so no other account can read the
+    payload at any moment."""
+    return f"/tmp/hx-upload-{hashlib.sha256((RUN_SALT + key).encode()).hexdigest()[:16]}"
+
+
+def prepare_private_directory(private: str) -> StringCommand:
+    return StringCommand("sh", "-c", QuoteString(f'rm -rf {private} && install -d -m 700 -o "${{SUDO_USER:-root}}" '
+                                                 f"{private}"))
+
+
+@operation(is_idempotent=False)
+def run_sql(sql: str | SecretText, port: int, database: str = "postgres", single_transaction: bool = False):
+    """
+    Run SQL as PostgreSQL's `postgres` superuser on the local socket; the caller plans it only when
+    the facts say it is needed.
+
+    + sql: the statements (`SecretText` when they hold a password verifier)
+    + port: the server's port
+    + database: where to run them
+    + single_transaction: all of them or none
+
+    The SQL travels as a file in a private upload directory and reaches psql on stdin (opened by
+    root): it is in no command line, and removed at once.
+    """
+    text = sql.reveal() if isinstance(sql, SecretText) else sql
+    private = private_directory(f"sql:{database}:{text}")
+    yield prepare_private_directory(private)
+    yield FileUploadCommand(BytesIO(text.encode()), f"{private}/script.sql", remote_temp_filename=f"{private}/payload")
+    once = " --single-transaction" if single_transaction else ""
+    yield StringCommand("sh", "-c", QuoteString(
+        f"runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1{once} -p {int(port)} -d {database} -f - "
+        f"< {private}/script.sql; rc=$?; rm -rf {private}; exit $rc"))
+
+
 @operation()
 def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[ManagedFile, ...] = (),
                  check: str | None = None, about: str = ""):
@@ -110,12 +147,8 @@ def managed_file(file: ManagedFile, content: str | SecretText, batch: tuple[Mana
             logger.info("    %s", line)
     changes.record("file", file.path, summary, diff=diff, secret=file.secret)
     temp = f"{file.path}.hx-new"
-    # Over SSH with sudo, pyinfra uploads as the SSH account first, then copies with sudo. That first
-    # copy goes into a directory only the uploading account can enter (0700; $SUDO_USER is that
-    # account, root without sudo), so no other account can read the payload at any moment.
-    private = f"/tmp/hx-upload-{hashlib.sha256((RUN_SALT + file.path).encode()).hexdigest()[:16]}"
-    yield StringCommand("sh", "-c", QuoteString(f'rm -rf {private} && install -d -m 700 -o "${{SUDO_USER:-root}}" '
-                                                f"{private}"))
+    private = private_directory(file.path)
+    yield prepare_private_directory(private)
     yield StringCommand("install", "-m", file.mode, "-o", file.user, "-g", file.group, "/dev/null", temp)
     yield FileUploadCommand(BytesIO(text.encode()), temp, remote_temp_filename=f"{private}/payload")
     if check:

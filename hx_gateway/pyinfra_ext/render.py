@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jinja2
 
-from hx_gateway.model.fleet import RedisSettings
+from hx_gateway.model.fleet import DbSettings, RedisSettings
 from hx_gateway.model.secrets import Secrets, key_digest
 from hx_gateway.model.settings import ModelAlias, Settings
 
@@ -71,6 +71,8 @@ def managed_files(settings: Settings) -> dict[str, ManagedFile]:
         "config": ManagedFile(settings.path("config.yaml"), **readable),
         "auth": ManagedFile(settings.path("hx_auth.py"), **readable),
         "speedups": ManagedFile(settings.path("hx_speedups.py"), **readable),
+        # Loaded only when config.yaml lists hx_usage.recorder (a `db` host exists).
+        "usage": ManagedFile(settings.path("hx_usage.py"), **readable),
         "keys": ManagedFile(settings.path("client_keys.json"), **readable),
         "env": ManagedFile(settings.path("litellm.env"), "root", "root", "600", secret=True, dotenv=True),
         "unit": ManagedFile(f"{UNIT_DIR}/{settings.service_name}.service", "root", "root", "644"),
@@ -152,18 +154,23 @@ def deployments(settings: Settings) -> list[Deployment]:
     return entries
 
 
-def render_config(settings: Settings, litellm_version: str, redis: RedisSettings | None = None) -> str:
-    """`redis`: the inventory's Redis host, where the router shares its state (cooldowns, load)."""
+def render_config(settings: Settings, litellm_version: str, redis: RedisSettings | None = None,
+                  db: DbSettings | None = None) -> str:
+    """`redis`: the inventory's Redis host, where the router shares its state (cooldowns, load); `db`:
+    its usage database (the recorder callback is listed only then)."""
     return _env.get_template("config.yaml.j2").render(
-        s=settings, deployments=deployments(settings), litellm_version=litellm_version, redis=redis
+        s=settings, deployments=deployments(settings), litellm_version=litellm_version, redis=redis, db=db
     )
 
 
-def render_env(secrets: Secrets, redis: RedisSettings | None = None) -> str:
+def render_env(secrets: Secrets, redis: RedisSettings | None = None, db: DbSettings | None = None) -> str:
     """The master key; with a Redis host, where it is and the gateways' ACL user and password (LiteLLM's
-    own REDIS_* names, which its router reads; the auth module reads the same)."""
+    own REDIS_* names, which its router reads; the auth module reads the same); with a `db` host, where
+    the usage recorder writes (HX_USAGE_*: never DATABASE_URL, which would switch LiteLLM's own
+    database mode on)."""
     return _env.get_template("litellm.env.j2").render(master_key=secrets.master_key, redis=redis,
-                                                      redis_password=secrets.redis_password)
+                                                      redis_password=secrets.redis_password, db=db,
+                                                      db_password=secrets.db_password)
 
 
 def ip_allow_list(settings: Settings, backend_addresses: list[str]) -> list[str]:

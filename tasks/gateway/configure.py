@@ -1,11 +1,11 @@
-"""Configure: config.yaml, the secret env file, the auth and speed-ups modules, the client key digests;
+"""Configure: config.yaml, the secret env file, the auth, speed-ups and usage modules, the client key digests;
 with TLS, the certificate chain, its key (a secret) and the CA in the host's trust store."""
 
 from __future__ import annotations
 
 from pyinfra.api import deploy
 
-from hx_gateway.model.fleet import RedisSettings
+from hx_gateway.model.fleet import Fleet
 from hx_gateway.model.secrets import Secrets
 from hx_gateway.model.settings import Settings
 from hx_gateway.model.tls import TlsMaterial
@@ -25,19 +25,22 @@ from hx_gateway.pyinfra_ext.operations import (
 
 @deploy("Configure")
 def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts: dict,
-              redis: RedisSettings | None = None, tls: TlsMaterial | None = None, ca_pem: str = "") -> dict:
+              fleet: Fleet | None = None, tls: TlsMaterial | None = None, ca_pem: str = "") -> dict:
     """Returns the operations whose change means the service must restart, by what they manage."""
+    fleet = fleet or Fleet()
     managed = render.managed_files(settings)
     batch = tuple(render.files_read(settings))
     ensure_directory(render.managed_directories(settings)["config"], facts["directories"])
     contents: dict[str, str | SecretText] = {
-        "config": render.render_config(settings, litellm_version, redis),
+        "config": render.render_config(settings, litellm_version, fleet.redis, fleet.db),
         "auth": render.python_module("hx_auth"),
         "speedups": render.python_module("hx_speedups"),
+        "usage": render.python_module("hx_usage"),
         "keys": render.render_client_keys(settings, secrets),
-        "env": SecretText(render.render_env(secrets, redis)),
+        "env": SecretText(render.render_env(secrets, fleet.redis, fleet.db)),
     }
-    labels = {"config": "Render", "auth": "Auth module", "speedups": "Speed-ups module", "keys": "Client key digests",
+    labels = {"config": "Render", "auth": "Auth module", "speedups": "Speed-ups module",
+              "usage": "Usage recorder module", "keys": "Client key digests",
               "env": "Secret env file"}
     if tls:
         contents.update(tls_chain=tls.chain_pem, tls_key=tls.key, tls_policy=render.static_file("openssl.cnf"))

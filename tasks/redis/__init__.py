@@ -10,17 +10,16 @@ hx_gateway/model/fleet.py; templates: templates/redis/.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 
 from pyinfra.api import deploy
 from pyinfra.operations import apt, systemd
 
-from hx_gateway.model.fleet import RedisSettings, host_part
+from hx_gateway.model.fleet import host_part
 from hx_gateway.model.plan import RedisPlan
 from hx_gateway.model.secrets import SecretText
 from hx_gateway.pyinfra_ext.operations import ensure_directory, managed_file
 from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
-from tasks.component import activate, read_component_host, refuse
+from tasks.component import activate, bind_address, read_component_host, refuse
 
 PACKAGE = "redis-server"
 UNIT = "redis-server.service"
@@ -45,22 +44,6 @@ ANSWERS = ("for i in $(seq 1 50); do r=$(redis-cli -h 127.0.0.1 -p {port} ping 2
 _env = template_environment("redis")
 
 
-def bind_address(settings: RedisSettings, facts: dict) -> tuple[str, list[str]]:
-    """The knob, or the address the host's inventory name resolves to on it; it must be the host's own
-    and not loopback (the gateways are elsewhere)."""
-    wanted = settings.redis_bind_address
-    candidates = [wanted] if wanted else [a for a in facts["resolves"] if not ipaddress.ip_address(a).is_loopback]
-    owned = [a for a in candidates if a in facts["addresses"]]
-    if owned:
-        return owned[0], []
-    if wanted:
-        return "", [f"redis_bind_address: {wanted} is not an address of this host (it has "
-                    f"{', '.join(facts['addresses'])}); name one of them"]
-    return "", [f"redis_bind_address: None, and {host_part(settings.host)} resolves here to "
-                f"{', '.join(facts['resolves']) or 'nothing'}, not to one of this host's addresses "
-                f"({', '.join(facts['addresses'])}); set redis_bind_address to the private address the gateways reach"]
-
-
 def render(name: str, **values: object) -> str:
     return _env.get_template(name).render(**values)
 
@@ -69,7 +52,7 @@ def render(name: str, **values: object) -> str:
 def redis(plan: RedisPlan) -> None:
     settings = plan.settings
     facts = read_component_host("redis", host_part(settings.host), UNIT, PACKAGE, list(FILES.values()), (DROPIN,))
-    address, problems = bind_address(settings, facts)
+    address, problems = bind_address(settings.redis_bind_address, "redis_bind_address", settings.host, facts)
     refuse("redis", problems)
     if not facts["versions"][PACKAGE]:
         apt.packages(name="Install redis-server (OS package)", packages=[PACKAGE], update=True)
