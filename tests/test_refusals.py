@@ -175,3 +175,22 @@ def test_bad_tls_files_are_refused_by_the_deploy_before_any_host_changes_each_na
     # The inventory's host is `@local`: its gateway_url names `local`, which the certificate does not.
     assert "tls_certificate: is for localhost, not 'local', the host clients use" in mismatch
     assert "Traceback" not in mismatch and "--> Plan:" not in mismatch
+
+
+@pytest.mark.parametrize("password, expected", [
+    ("", "HX_DB_PASSWORD (the `db` group's password): missing"),
+    ("changeme-changeme-changeme-changeme", "HX_DB_PASSWORD (the `db` group's password): looks like a placeholder"),
+])
+def test_a_db_group_without_a_real_password_or_with_two_hosts_is_refused_before_any_host_changes(
+        tmp_path, password, expected):
+    (tmp_path / "inventory.py").write_text('litellm = ["@local"]\ndb = ["hx-db1.invalid", "hx-db2.invalid"]\n')
+    env = {**os.environ, "HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
+           "HX_SECRETS_FILE": "/nonexistent", "HX_DB_PASSWORD": password}
+    result = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), "--dry", "-y",
+                             str(tmp_path / "inventory.py"), "deploy.py"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "refused, nothing was changed on any host:" in output, output[-3000:]
+    assert expected in output
+    assert "db: 2 hosts (hx-db1.invalid, hx-db2.invalid); the gateways record usage in one database" in output
+    assert "Traceback" not in output and "--> Plan:" not in output and "Starting operation" not in output
