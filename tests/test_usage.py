@@ -206,7 +206,7 @@ def test_an_answered_request_becomes_a_row_with_the_key_name_alias_backend_token
     row = hx_usage.answered_row(payload, gateway="gw")
     assert dict(zip(hx_usage.COLUMNS, row, strict=True)) == {
         "at": dt.datetime(1970, 1, 1, 0, 16, 40, tzinfo=dt.timezone.utc), "call_id": "c-1", "gateway": "gw",
-        "client_key": "open-webui", "alias": "phi3-3.8b", "backend": "http://hx-llm02:11434/api/chat",
+        "client_key": "open-webui", "alias": "phi3-3.8b", "backend": "http://hx-llm02:11434",
         "status": 200, "prompt_tokens": 12, "completion_tokens": 34, "latency_ms": 250, "streamed": True}
     master = hx_usage.answered_row({**payload, "metadata": {"user_api_key_hash": "ab"}, "cache_hit": True}, "gw")
     assert master[3] == "(master)" and master[5] == "(cache)"

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from litellm.integrations.custom_logger import CustomLogger
 
@@ -68,13 +69,21 @@ def _key_name(alias: Any, is_admin: bool) -> str:
     return MASTER if is_admin else UNKNOWN
 
 
+def backend_of(api_base: Any) -> str | None:
+    """The backend as the settings name it (scheme://host:port): LiteLLM's api_base carries the endpoint's path."""
+    if not isinstance(api_base, str) or not api_base:
+        return None
+    parts = urlsplit(api_base)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else api_base
+
+
 def answered_row(payload: Mapping[str, Any], gateway: str = GATEWAY) -> tuple:
     """The row of an answered request, from LiteLLM's standard logging payload."""
     metadata = payload.get("metadata") or {}
     started, ended = _epoch(payload.get("startTime")), _epoch(payload.get("endTime"))
     # Every client key carries its name (hx_auth's key_alias); the master key is the only one without.
     is_admin = bool(metadata.get("user_api_key_hash"))
-    backend = "(cache)" if payload.get("cache_hit") else (payload.get("api_base") or None)
+    backend = "(cache)" if payload.get("cache_hit") else backend_of(payload.get("api_base"))
     return (dt.datetime.fromtimestamp(started, dt.timezone.utc), payload.get("litellm_call_id") or payload.get("id"),
             gateway, _key_name(metadata.get("user_api_key_alias"), is_admin),
             payload.get("model_group") or payload.get("model"), backend, 200,

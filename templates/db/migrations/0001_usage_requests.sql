@@ -6,7 +6,7 @@ CREATE TABLE usage_requests (
     gateway text NOT NULL,              -- host name of the gateway that served it
     client_key text NOT NULL,           -- the client key's name, never the key; (master) for the master key
     alias text,                         -- the model alias or group asked for
-    backend text,                       -- api_base of the backend that answered; (cache) for a cached answer
+    backend text,                       -- the backend that answered, as the settings name it; (cache) for a cached answer
     status smallint NOT NULL,           -- HTTP status the client got
     prompt_tokens integer NOT NULL DEFAULT 0,
     completion_tokens integer NOT NULL DEFAULT 0,
