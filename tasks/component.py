@@ -58,6 +58,16 @@ def bind_address(wanted: str | None, knob: str, inventory_name: str, facts: dict
                 f"gateways reach"]
 
 
+def reload_units(dropin: ManagedFile, op: object, unit_state: dict, what: str) -> None:
+    """systemd re-reads the units after their hardening drop-in changed, in this run or in an earlier
+    one that stopped before it did (the drop-in is among the files the unit reads: `stale`)."""
+    if dropin.path in unit_state.get("stale", []):
+        systemd.daemon_reload(name=f"systemd daemon-reload ({what} hardening changed in an earlier run)")
+    elif op.will_change:  # type: ignore[attr-defined]
+        systemd.daemon_reload(name=f"systemd daemon-reload ({what} hardening changed)",
+                              _if=op.did_change)  # type: ignore[attr-defined]
+
+
 def refuse(component: str, problems: list[str]) -> None:
     if problems:
         raise ComponentPreflightError(f"preflight failed on {host.name} ({component}); nothing was changed:\n"

@@ -100,6 +100,9 @@ def test_postgres_admits_only_the_gateways_role_over_tls_and_keeps_no_password(u
                      "has_database_privilege('hx_gateway', 'hx_gateway', 'CREATE')") == [["f", "f"]]
     env = exec_in("hx-api", "cat", "/etc/litellm/litellm.env")
     assert "HX_USAGE_HOST=" in env and "DATABASE_URL" not in env
+    exposure = exec_in("hx-db", "sh", "-c", "systemd-analyze security postgresql@15-main.service --no-pager | tail -1")
+    score = float(exposure.split("exposure level for postgresql@15-main.service:")[1].split()[0])
+    assert score <= 3.0, exposure  # "OK"; Debian's unit alone scores 9.6 "UNSAFE" (README)
 
 
 def test_n_requests_with_two_keys_and_two_aliases_are_exactly_n_rows_as_the_clients_saw_them(usage):

@@ -419,6 +419,17 @@ def component_host(name: str, units: list[str], packages: list[str], directories
             "versions": versions, "directories": {d: _directory(d) for d in directories}}
 
 
+def resolve(names: list[str]) -> dict[str, list[str]]:
+    """The addresses each name (or address) stands for on this host ([] when it does not resolve)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = sorted({info[4][0] for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)})
+        except OSError:
+            found[name] = []
+    return found
+
+
 def _redis_reply(sock: socket.socket) -> str:
     data = b""
     while not data.endswith(b"\r\n"):
@@ -473,6 +484,7 @@ FACTS = {
     "venv_litellm": venv_litellm,
     "component_host": component_host,
     "redis_probe": redis_probe,
+    "resolve": resolve,
 }
 
 

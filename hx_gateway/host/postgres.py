@@ -2,14 +2,13 @@
 PostgreSQL there, as one JSON document. Reads only; never prints a password or a password's verifier
 (only its salt and iteration count, which the server tells any client, and a digest of it).
 
-    python3 postgres.py '[port, database, role, [names to resolve]]'
+    python3 postgres.py '[port, database, role]'
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from typing import Any
@@ -38,17 +37,6 @@ def clusters(root: str = "/etc/postgresql") -> list[str]:
     except OSError:
         return []
     return sorted(found, key=lambda v: [int(p) if p.isdigit() else 0 for p in v.split(".")])
-
-
-def resolve(names: list[str]) -> dict[str, list[str]]:
-    """The addresses each name (or address) stands for on this host ([] when it does not resolve)."""
-    found = {}
-    for name in names:
-        try:
-            found[name] = sorted({info[4][0] for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)})
-        except OSError:
-            found[name] = []
-    return found
 
 
 def psql(port: int, sql: str, database: str = "postgres") -> tuple[bool, list[list[str]]]:
@@ -101,9 +89,8 @@ def _has_table(port: int, database: str, table: str) -> bool:
     return bool(rows) and rows[0][0] == "t"
 
 
-def postgres_host(port: int, database: str, role: str, names: list[str]) -> dict[str, Any]:
-    return {"os_version": os_version(), "clusters": clusters(), "resolves": resolve(names),
-            **state(port, database, role)}
+def postgres_host(port: int, database: str, role: str) -> dict[str, Any]:
+    return {"os_version": os_version(), "clusters": clusters(), **state(port, database, role)}
 
 
 def main(argv: list[str]) -> None:

@@ -178,9 +178,18 @@ class RedisProbe(_JsonFact):
 
 class PostgresHost(_JsonFact):
     """What the `db` component needs from its host (hx_gateway/host/postgres.py): the distribution, the
-    clusters, what the gateways' names resolve to there, and the server's role, database and migrations."""
+    clusters, and the server's role, database and migrations."""
 
     default = dict
 
-    def program(self, port: int, database: str, role: str, names: tuple[str, ...] = ()) -> Program:  # type: ignore[override]
-        return HOST_POSTGRES, [json.dumps([port, database, role, list(names)])]
+    def program(self, port: int, database: str, role: str) -> Program:  # type: ignore[override]
+        return HOST_POSTGRES, [json.dumps([port, database, role])]
+
+
+class Resolves(_JsonFact):
+    """The addresses each name stands for on the host (its resolver, its /etc/hosts)."""
+
+    default = dict
+
+    def program(self, names: tuple[str, ...]) -> Program:  # type: ignore[override]
+        return host_fact("resolve", list(names))

@@ -20,10 +20,11 @@ from hx_gateway.model.fleet import DbSettings, Fleet, host_part
 from hx_gateway.model.plan import DbPlan
 from hx_gateway.model.secrets import SecretText
 from hx_gateway.pyinfra_ext import changes
-from hx_gateway.pyinfra_ext.facts import PostgresHost
-from hx_gateway.pyinfra_ext.operations import managed_file, run_sql
-from hx_gateway.pyinfra_ext.render import ManagedFile, template_environment
-from tasks.component import activate, bind_address, read_component_host, refuse
+from hx_gateway.pyinfra_ext.fact_cache import read_together
+from hx_gateway.pyinfra_ext.facts import PostgresHost, Resolves
+from hx_gateway.pyinfra_ext.operations import ensure_directory, managed_file, run_sql
+from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
+from tasks.component import activate, bind_address, read_component_host, refuse, reload_units
 from tasks.db import migrations
 from tasks.db.password import matches, verifier
 
@@ -35,11 +36,21 @@ ANSWERS = ("for i in $(seq 1 100); do pg_isready -q -h 127.0.0.1 -p {port} && ex
 _env = template_environment("db")
 
 
+def unit_of(version: str) -> str:
+    return f"postgresql@{version}-main.service"
+
+
+def dropin_of(version: str) -> ManagedDirectory:
+    return ManagedDirectory(f"/etc/systemd/system/{unit_of(version)}.d", "root", "root", "755")
+
+
 def files(version: str) -> dict[str, ManagedFile]:
-    """The files the deploy owns in the cluster's configuration (Debian's layout and owners)."""
+    """The files the deploy owns: in the cluster's configuration (Debian's layout and owners), and the
+    unit's hardening drop-in."""
     main = f"/etc/postgresql/{version}/main"
     return {"conf": ManagedFile(f"{main}/conf.d/hx-gateway.conf", "postgres", "postgres", "644"),
-            "hba": ManagedFile(f"{main}/pg_hba.conf", "postgres", "postgres", "640")}
+            "hba": ManagedFile(f"{main}/pg_hba.conf", "postgres", "postgres", "640"),
+            "hardening": ManagedFile(f"{dropin_of(version).path}/hx-hardening.conf", "root", "root", "644")}
 
 
 def gateway_names(fleet: Fleet) -> list[str]:
@@ -83,18 +94,18 @@ def grants_sql(settings: DbSettings) -> str:
 @deploy("PostgreSQL (usage records)")
 def db(plan: DbPlan) -> None:
     s = plan.settings
-    pg = host.get_fact(PostgresHost, port=s.db_port, database=s.db_name, role=s.db_user,
-                       names=tuple(gateway_names(plan.fleet)))
+    pg, resolves = read_together((PostgresHost, {"port": s.db_port, "database": s.db_name, "role": s.db_user}),
+                                 (Resolves, {"names": tuple(gateway_names(plan.fleet))}))
     version = pg["clusters"][-1] if pg["clusters"] else POSTGRESQL_OF_DEBIAN.get(pg["os_version"], "")
     if not version:
         refuse("db", [f"no PostgreSQL cluster here, and this is not Debian 12 or 13 (VERSION_ID "
                       f"{pg['os_version'] or 'unknown'}), whose PostgreSQL the deploy knows; use one of those"])
-    unit, package, managed = f"postgresql@{version}-main.service", f"postgresql-{version}", files(version)
+    unit, package, managed, dropin = unit_of(version), f"postgresql-{version}", files(version), dropin_of(version)
     # pg_hba.conf is re-read on reload, which no process start records: it is left out of the "stale" check.
-    facts = read_component_host("db", host_part(s.host), unit, package, list(managed.values()),
+    facts = read_component_host("db", host_part(s.host), unit, package, list(managed.values()), (dropin,),
                                 unread=(managed["hba"],))
     address, problems = bind_address(s.db_bind_address, "db_bind_address", s.host, facts)
-    gateways, trouble = gateway_addresses(plan.fleet, pg["resolves"])
+    gateways, trouble = gateway_addresses(plan.fleet, resolves)
     todo, drift = migrations.pending(pg["migrations"])
     refuse("db", problems + trouble + drift)
     installed_now = not facts["versions"][package]
@@ -104,11 +115,15 @@ def db(plan: DbPlan) -> None:
         host.log("PostgreSQL does not answer now: the role, database and migrations are planned as if missing "
                  "and checked again when they run", logger.warning)
     contents = {"conf": _env.get_template("hx-gateway.conf.j2").render(d=s, bind_address=address),
-                "hba": _env.get_template("pg_hba.conf.j2").render(d=s, gateways=gateways)}
+                "hba": _env.get_template("pg_hba.conf.j2").render(d=s, gateways=gateways),
+                "hardening": _env.get_template("hardening.conf.j2").render()}
     batch = tuple(managed.values())
+    ensure_directory(dropin, facts["directories"])
     ops = {key: managed_file(name=f"PostgreSQL {file.path}", file=file, content=contents[key], batch=batch)
            for key, file in managed.items()}
-    activate(unit, facts["units"][unit], list(ops.values()), reload=not ops["conf"].will_change,
+    reload_units(managed["hardening"], ops["hardening"], facts["units"][unit], "PostgreSQL")
+    restart = ops["conf"].will_change or ops["hardening"].will_change
+    activate(unit, facts["units"][unit], list(ops.values()), reload=not restart,
              check=ANSWERS.format(port=s.db_port, unit=unit), check_name=f"PostgreSQL answers on port {s.db_port}",
              installed_now=installed_now)
     database(s, plan.password, pg, todo)

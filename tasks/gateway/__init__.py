@@ -15,7 +15,7 @@ from tasks.gateway import configure, install, preflight, service
 
 def gateway(plan: GatewayPlan) -> None:
     settings = plan.settings
-    facts = preflight.preflight(settings, plan.fleet.redis)
+    facts = preflight.preflight(settings, plan.fleet.redis, plan.fleet.db)
     keep_generation(name="Keep the deployed state as a generation before changing it (first run or drift)",
                     spec=spec_of(settings), reason="before deploy")
     venv = plan.venv_for(facts)

@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
 
-from hx_gateway.model.fleet import RedisSettings, host_part
+from hx_gateway.model.fleet import DbSettings, RedisSettings, host_part
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.announce import note_degraded
 from hx_gateway.pyinfra_ext.fact_cache import read_together
-from hx_gateway.pyinfra_ext.facts import FileStates, GatewayHost, HttpProbes, RedisProbe
+from hx_gateway.pyinfra_ext.facts import FileStates, GatewayHost, HttpProbes, RedisProbe, Resolves
 from hx_gateway.pyinfra_ext.generations import Generations, spec_of
 from hx_gateway.pyinfra_ext.operations import file_states_arguments
 from hx_gateway.pyinfra_ext.render import CA, files_read, managed_directories, managed_files
@@ -150,14 +150,15 @@ def redis_problems(redis: RedisSettings, probe: dict) -> list[str]:
     return []
 
 
-def preflight(settings: Settings, redis: RedisSettings | None = None) -> dict:
-    """Read the gateway host and its backends (and Redis, with a `redis` host); raise PreflightError
-    listing every problem.
+def preflight(settings: Settings, redis: RedisSettings | None = None, db: DbSettings | None = None) -> dict:
+    """Read the gateway host and its backends (and Redis, with a `redis` host; where the `db` host is);
+    raise PreflightError listing every problem.
 
     One round trip: the managed files and the generations are read here too, for the operations
     planned after preflight (see fact_cache)."""
     redis_probe = [(RedisProbe, {"address": redis.address, "port": redis.redis_port})] if redis else []
-    facts, probes, files, _, *redis_found = read_together(
+    db_address = [(Resolves, {"names": (db.address,)})] if db else []
+    facts, probes, files, _, *others = read_together(
         (GatewayHost, {"bind_port": settings.bind_port, "venv_root": settings.venv_root,
                        "account": (settings.service_user, settings.service_group),
                        "directories": [d.path for d in managed_directories(settings).values()],
@@ -168,7 +169,10 @@ def preflight(settings: Settings, redis: RedisSettings | None = None) -> dict:
         (FileStates, file_states_arguments(files_read(settings))),
         (Generations, {"spec": spec_of(settings)}),
         *redis_probe,
+        *db_address,
     )
+    redis_found = others[:1] if redis else []
+    db_found = [a for found in others[len(redis_found):] for a in found.get(db.address, [])] if db else []
     problems = (identity_problems(settings, facts, host.name) + host_problems(settings, facts)
                 + path_problems(facts["directories"], files))
     if redis:
@@ -186,6 +190,7 @@ def preflight(settings: Settings, redis: RedisSettings | None = None) -> dict:
         host.log(f"DEGRADED run ({ALLOW_BACKENDS_DOWN_ENV}): going ahead with {', '.join(down)} down", logger.warning)
         changes.record("degraded", ", ".join(down), f"the run goes ahead with {', '.join(down)} not answering "
                        f"({ALLOW_BACKENDS_DOWN_ENV}); verify reports it as degraded until it is back")
-    # Peers the service talks to (systemd's IP allow-list, when on): the backends and Redis.
-    facts["backend_addresses"] = sorted({a for p in probes + redis_found for a in p.get("addresses", [])})
+    # Peers the service talks to (systemd's IP allow-list, when on): the backends, Redis, the usage database.
+    peers = {a for p in probes + redis_found for a in p.get("addresses", [])}
+    facts["backend_addresses"] = sorted(peers | set(db_found))
     return facts

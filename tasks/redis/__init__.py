@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 
 from pyinfra.api import deploy
-from pyinfra.operations import apt, systemd
+from pyinfra.operations import apt
 
 from hx_gateway.model.fleet import host_part
 from hx_gateway.model.plan import RedisPlan
 from hx_gateway.model.secrets import SecretText
 from hx_gateway.pyinfra_ext.operations import ensure_directory, managed_file
 from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
-from tasks.component import activate, bind_address, read_component_host, refuse
+from tasks.component import activate, bind_address, read_component_host, refuse, reload_units
 
 PACKAGE = "redis-server"
 UNIT = "redis-server.service"
@@ -67,10 +67,7 @@ def redis(plan: RedisPlan) -> None:
     ops = {key: managed_file(name=f"Redis {file.path}" + (" (contents hidden)" if file.secret else ""), file=file,
                              content=contents[key], batch=batch, check=CHECK if key == "conf" else None)
            for key, file in FILES.items()}
-    if FILES["hardening"].path in facts["units"][UNIT].get("stale", []):  # an earlier run stopped before the reload
-        systemd.daemon_reload(name="systemd daemon-reload (Redis hardening changed in an earlier run)")
-    elif ops["hardening"].will_change:
-        systemd.daemon_reload(name="systemd daemon-reload (Redis hardening changed)", _if=ops["hardening"].did_change)
+    reload_units(FILES["hardening"], ops["hardening"], facts["units"][UNIT], "Redis")
     activate(UNIT, facts["units"][UNIT], list(ops.values()), reload=False,
              check=ANSWERS.format(port=settings.redis_port),
              check_name="Redis answers and refuses a client without a password",
