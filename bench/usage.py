@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
     key = use_random_secrets(HX_DB_PASSWORD=f"pg-{os.urandom(24).hex()}")
-    Lab(db=True).up()
+    Lab(db="1").up()
     url = f"http://{address_of('hx-api')}:4000"
     rounds: dict[str, list[dict]] = {"off": [], "on": []}
     try:

@@ -92,17 +92,19 @@ class Lab:
     gateway_suites: tuple[str, ...] = ()
     # The whole service: a Redis host and a balancer in front of (at least two) gateways.
     fleet: bool = False
-    # The usage database: hx-db (PostgreSQL).
-    db: bool = False
+    # The usage database: hx-db (PostgreSQL), running this Debian release ("": none).
+    db: str = ""
 
     @classmethod
     def from_env(cls) -> Lab:
         """HX_LAB_GATEWAYS (count), HX_LAB_GATEWAY_SUITES (e.g. "bookworm,trixie": a mixed fleet),
-        HX_LAB_FLEET=1 (hx-redis and hx-lb in front of at least two gateways) and HX_LAB_DB=1 (hx-db)."""
+        HX_LAB_FLEET=1 (hx-redis and hx-lb in front of at least two gateways) and HX_LAB_DB=1 (hx-db, or
+        HX_LAB_DB=trixie: hx-db on that release)."""
         suites = tuple(s for s in os.environ.get("HX_LAB_GATEWAY_SUITES", "").split(",") if s)
         fleet = os.environ.get("HX_LAB_FLEET") == "1"
         count = max(int(os.environ.get("HX_LAB_GATEWAYS", "1")), len(suites), 2 if fleet else 1)
-        return cls(gateways=count, gateway_suites=suites, fleet=fleet, db=os.environ.get("HX_LAB_DB") == "1")
+        db = os.environ.get("HX_LAB_DB", "")
+        return cls(gateways=count, gateway_suites=suites, fleet=fleet, db="" if db in ("", "0") else db)
 
     @property
     def network(self) -> str:
@@ -114,7 +116,7 @@ class Lab:
                     for i in range(1, self.gateways + 1)]
         backends = [LabHost(f"hx-llm{i:02d}", "backend", self.recipe.suite) for i in range(1, self.backends + 1)]
         service = [LabHost("hx-redis", "redis", self.recipe.suite), LabHost("hx-lb", "lb", self.recipe.suite)]
-        database = [LabHost("hx-db", "db", self.recipe.suite)] if self.db else []
+        database = [LabHost("hx-db", "db", self.recipe.suite if self.db == "1" else self.db)] if self.db else []
         return gateways + backends + (service if self.fleet else []) + database
 
     # -- lifecycle -------------------------------------------------------------------------

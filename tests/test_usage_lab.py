@@ -60,7 +60,7 @@ def usage(lab, lab_secrets, tmp_path_factory):
     secrets = {**lab_secrets, "HX_DB_PASSWORD": random_key(), "HX_CLIENT_KEY_USAGE_B": random_key()}
     data = tmp_path_factory.mktemp("usage-data")
     (data / "all.py").write_text(KEYS_DATA)
-    the_lab = type(lab)(db=True)
+    the_lab = type(lab)(db="1")
     the_lab.up()
     docker("exec", "hx-db", "sh", "-c", "apt-get purge -y -q 'postgresql*' >/dev/null 2>&1; rm -rf /etc/postgresql "
            "/var/lib/postgresql", check=False)  # a fresh host, whatever an earlier run left
@@ -203,3 +203,17 @@ def test_the_report_totals_match_the_rows(usage):
                              "WHERE at > now() - interval '1 hour' GROUP BY 1"))
     assert totals == {alias: int(n) for alias, n in counted.items()}
 
+
+
+def test_a_debian_13_db_host_gets_its_postgresql_17_and_records(usage, lab, tmp_path):
+    """Debian 12 and 13 both: a trixie hx-db gets PostgreSQL 17 from its own packages, same files."""
+    docker("rm", "-f", "-v", "hx-db", check=False)
+    type(lab)(db="trixie").up()
+    trixie = {"HX_LAB_DB": "trixie"}
+    run = pyinfra(secrets_env=usage.secrets, group_data=usage.group_data, extra_env=trixie)
+    assert run.returncode == 0 and "Install PostgreSQL 17 (OS package postgresql-17)" in run.output, run.output[-4000:]
+    assert "scram-sha-256" in exec_in("hx-db", "cat", "/etc/postgresql/17/main/pg_hba.conf")
+    again = pyinfra(secrets_env=usage.secrets, group_data=usage.group_data, extra_env=trixie)
+    assert again.returncode == 0 and again.changed_ops() == [], again.output[-3000:]
+    result = run_verify(usage.secrets, tmp_path, extra_env=trixie, group_data=usage.group_data)
+    assert result.returncode == 0 and "request_recorded_in_usage_db" in result.stdout, result.stdout[-4000:]

@@ -101,17 +101,19 @@ def run_sql(sql: str | SecretText, port: int, database: str = "postgres", single
     + database: where to run them
     + single_transaction: all of them or none
 
-    The SQL travels as a file in a private upload directory and reaches psql on stdin (opened by
-    root): it is in no command line, and removed at once.
+    The SQL travels as a file (through a private upload directory, into root's home, which only root
+    enters, and off /tmp, which Debian 13 mounts as a tmpfs) and reaches psql on stdin, opened by
+    root: it is in no command line, and removed at once.
     """
     text = sql.reveal() if isinstance(sql, SecretText) else sql
     private = private_directory(f"sql:{database}:{text}")
+    script = f"/root/.{private.rsplit('/', 1)[-1]}.sql"
     yield prepare_private_directory(private)
-    yield FileUploadCommand(BytesIO(text.encode()), f"{private}/script.sql", remote_temp_filename=f"{private}/payload")
+    yield FileUploadCommand(BytesIO(text.encode()), script, remote_temp_filename=f"{private}/payload")
     once = " --single-transaction" if single_transaction else ""
     yield StringCommand("sh", "-c", QuoteString(
         f"runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1{once} -p {int(port)} -d {database} -f - "
-        f"< {private}/script.sql; rc=$?; rm -rf {private}; exit $rc"))
+        f"< {script}; rc=$?; rm -rf {script} {private}; exit $rc"))
 
 
 @operation()
