@@ -68,6 +68,8 @@ def usage(lab, lab_secrets, tmp_path_factory):
     preview = the_usage.deploy("--dry")
     assert preview.returncode == 0, preview.output[-4000:]
     the_usage.preview = preview
+    the_usage.ticket = ticket(secrets, tmp_path_factory.mktemp("usage-ticket") / "change.md", group_data=data,
+                              extra_env=DB_ENV)[0]
     run = the_usage.deploy()
     assert run.returncode == 0, run.output[-6000:]
     try:
@@ -80,6 +82,11 @@ def test_the_preview_shows_the_database_and_the_migration_then_it_converges_idem
     assert "Install PostgreSQL" in usage.preview.output
     assert "Apply migration 0001_usage_requests to hx_gateway (one transaction)" in usage.preview.output
     assert "PostgreSQL role hx_gateway: create" in usage.preview.output
+    # The change ticket lists the migration with its SQL, the role (password hidden) and the database.
+    assert "**0001_usage_requests**: apply (one transaction)" in usage.ticket
+    assert "CREATE TABLE usage_requests" in usage.ticket
+    assert "**role hx_gateway**: create (password hidden)" in usage.ticket
+    assert "request_recorded_in_usage_db" in usage.ticket
     again = usage.deploy()
     assert again.returncode == 0 and again.changed_ops() == [], again.output[-4000:]
     markdown, _, _ = ticket(usage.secrets, tmp_path / "change.md", group_data=usage.group_data, extra_env=DB_ENV)
@@ -87,7 +94,7 @@ def test_the_preview_shows_the_database_and_the_migration_then_it_converges_idem
     result = run_verify(usage.secrets, tmp_path / "evidence", extra_env=DB_ENV, group_data=usage.group_data)
     assert result.returncode == 0 and "request_recorded_in_usage_db" in result.stdout, result.stdout[-4000:]
     for secret in usage.secrets.values():
-        assert secret not in usage.preview.output and secret not in again.output and secret not in result.stdout
+        assert secret not in usage.preview.output + usage.ticket + again.output + result.stdout
 
 
 def test_postgres_admits_only_the_gateways_role_over_tls_and_keeps_no_password(usage):
