@@ -37,3 +37,40 @@ def median_of(runs: int, action: Callable[[], object]) -> dict[str, float | list
 
 def report(name: str, figures: dict) -> None:
     print(json.dumps({"bench": name, **figures}))
+
+
+def lab_deploy(**env: str | None) -> None:
+    """`pyinfra -y lab/inventory.py deploy.py` with these environment variables set (None: unset);
+    a failed deploy ends the benchmark with its output."""
+    import subprocess
+
+    wanted = {**os.environ, **{k: v for k, v in env.items() if v is not None}}
+    for name in (k for k, v in env.items() if v is None):
+        wanted.pop(name, None)
+    pyinfra = os.path.join(os.path.dirname(sys.executable), "pyinfra")
+    result = subprocess.run([pyinfra, "-y", "lab/inventory.py", "deploy.py"], cwd=REPO, env=wanted,
+                            capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        sys.exit(f"deploy failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+
+
+def chat_load_at_8(url: str, key: str, seconds: float, ca_bundle: str | None = None) -> dict:
+    """Requests/s, p50/p99 and errors of chats at c=8 over keep-alive connections, after 3 s of warming
+    the gateway's workers (a redeploy restarted them)."""
+    from hx_gateway.load import chat_body, run_load
+
+    run_load(url, key, chat_body("phi3-3.8b"), 10**6, 8, max_seconds=3, ca_bundle=ca_bundle)
+    load = run_load(url, key, chat_body("phi3-3.8b"), 10**6, 8, max_seconds=seconds, ca_bundle=ca_bundle).summary()
+    return {"rps": load["rps"], "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"], "errors": load["errors"]}
+
+
+def round_median(rounds: list[dict], figure: str) -> float:
+    """One figure's median over alternating rounds (this VM drifts by 10-30 % over minutes)."""
+    return round(statistics.median(r[figure] for r in rounds), 2)
+
+
+def compared(rounds: dict[str, list[dict]], before: str, after: str, figures: tuple[str, ...]) -> dict:
+    """Two alternated setups' medians, `<setup>_<figure>` each, and `<after>_over_<before>` of requests/s."""
+    medians = {f"{setup}_{figure}": round_median(rounds[setup], figure)
+               for setup in (before, after) for figure in figures}
+    return {**medians, f"{after}_over_{before}": round(medians[f"{after}_rps"] / medians[f"{before}_rps"], 3)}

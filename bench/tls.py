@@ -12,32 +12,26 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import ssl
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, report, use_random_secrets  # first: it puts the repository on sys.path
+from common import (  # first: it puts the repository on sys.path
+    chat_load_at_8,
+    compared,
+    lab_deploy,
+    report,
+    use_random_secrets,
+)
 
-from hx_gateway.load import chat_body, run_load
 from lab.lab import Lab, address_of
 from lab.tls import ensure_lab_tls
 
-PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
-
 
 def deploy(tls_dir: str | None) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "HX_LAB_TLS"}
-    if tls_dir:
-        env["HX_LAB_TLS"] = tls_dir
-    result = subprocess.run([PYINFRA, "-y", "lab/inventory.py", "deploy.py"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        sys.exit(f"deploy failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+    lab_deploy(HX_LAB_TLS=tls_dir)
 
 
 def new_connection_ms(url: str, ca: str | None, count: int) -> float:
@@ -57,10 +51,7 @@ def new_connection_ms(url: str, ca: str | None, count: int) -> float:
 
 
 def measure(url: str, key: str, ca: str | None, seconds: float, connections: int) -> dict:
-    run_load(url, key, chat_body("phi3-3.8b"), 10**6, 8, max_seconds=3, ca_bundle=ca)  # warm the workers
-    load = run_load(url, key, chat_body("phi3-3.8b"), 10**6, 8, max_seconds=seconds, ca_bundle=ca).summary()
-    return {"rps": load["rps"], "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"], "errors": load["errors"],
-            "new_connection_ms": new_connection_ms(url, ca, connections)}
+    return {**chat_load_at_8(url, key, seconds, ca), "new_connection_ms": new_connection_ms(url, ca, connections)}
 
 
 def main() -> None:
@@ -84,18 +75,8 @@ def main() -> None:
     finally:
         deploy(None)  # the lab as ./hx lab leaves it
 
-    def median(scheme: str, figure: str) -> float:
-        return round(statistics.median(r[figure] for r in rounds[scheme]), 2)
-
-    report("tls", {
-        "concurrency": 8, "seconds": args.seconds,
-        "http_rps": median("http", "rps"), "https_rps": median("https", "rps"),
-        "https_over_http": round(median("https", "rps") / median("http", "rps"), 3),
-        "http_new_connection_ms": median("http", "new_connection_ms"),
-        "https_new_connection_ms": median("https", "new_connection_ms"),
-        "rounds": rounds,
-    })
-
+    report("tls", {"concurrency": 8, "seconds": args.seconds,
+                   **compared(rounds, "http", "https", ("rps", "new_connection_ms")), "rounds": rounds})
 
 if __name__ == "__main__":
     main()

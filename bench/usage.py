@@ -13,32 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
-import sys
 
-from common import REPO, report, use_random_secrets  # first: it puts the repository on sys.path
+from common import (  # first: it puts the repository on sys.path
+    REPO,
+    chat_load_at_8,
+    compared,
+    lab_deploy,
+    report,
+    use_random_secrets,
+)
 
-from hx_gateway.load import chat_body, run_load
 from lab.lab import Lab, address_of, docker, exec_in
-
-PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
-
-
-def deploy(db: bool) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "HX_LAB_DB"}
-    if db:
-        env["HX_LAB_DB"] = "1"
-    result = subprocess.run([PYINFRA, "-y", "lab/inventory.py", "deploy.py"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        sys.exit(f"deploy failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
-
-
-def measure(url: str, key: str, seconds: float) -> dict:
-    run_load(url, key, chat_body("phi3-3.8b"), 10**6, 8, max_seconds=3)  # warm the workers
-    load = run_load(url, key, chat_body("phi3-3.8b"), 10**6, 8, max_seconds=seconds).summary()
-    return {"rps": load["rps"], "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"], "errors": load["errors"]}
 
 
 def writer_rows_per_s(rows: int) -> dict:
@@ -62,24 +47,15 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for mode in ("off", "on"):
-                deploy(db=mode == "on")
-                rounds[mode].append(measure(url, key, args.seconds))
+                lab_deploy(HX_LAB_DB="1" if mode == "on" else None)
+                rounds[mode].append(chat_load_at_8(url, key, args.seconds))
         writer = writer_rows_per_s(args.rows)
     finally:
-        deploy(db=False)  # the lab as ./hx lab leaves it
+        lab_deploy(HX_LAB_DB=None)  # the lab as ./hx lab leaves it
         docker("rm", "-f", "-v", "hx-db", check=False)
 
-    def median(mode: str, figure: str) -> float:
-        return round(statistics.median(r[figure] for r in rounds[mode]), 2)
-
-    report("usage", {
-        "concurrency": 8, "seconds": args.seconds,
-        "off_rps": median("off", "rps"), "on_rps": median("on", "rps"),
-        "on_over_off": round(median("on", "rps") / median("off", "rps"), 3),
-        "off_p50_ms": median("off", "p50_ms"), "on_p50_ms": median("on", "p50_ms"),
-        "writer": writer, "rounds": rounds,
-    })
-
+    report("usage", {"concurrency": 8, "seconds": args.seconds,
+                     **compared(rounds, "off", "on", ("rps", "p50_ms")), "writer": writer, "rounds": rounds})
 
 if __name__ == "__main__":
     main()

@@ -34,6 +34,12 @@ def host_part(inventory_name: str) -> str:
     return inventory_name.rsplit("/", 1)[-1]
 
 
+def service_address(bind_address: str | None, inventory_name: str) -> str:
+    """Where the gateways connect to a host of the service (Redis, PostgreSQL): its bound address when
+    one is set, else its inventory name."""
+    return bind_address or host_part(inventory_name)
+
+
 @dataclass(frozen=True)
 class RedisSettings:
     host: str  # inventory name
@@ -45,8 +51,7 @@ class RedisSettings:
 
     @property
     def address(self) -> str:
-        """Where the gateways connect: the bound address when set, else the host's name."""
-        return self.redis_bind_address or host_part(self.host)
+        return service_address(self.redis_bind_address, self.host)
 
 
 # A PostgreSQL identifier that needs no quoting anywhere (SQL, pg_hba.conf, a libpq keyword).
@@ -64,8 +69,7 @@ class DbSettings:
 
     @property
     def address(self) -> str:
-        """Where the gateways connect: the bound address when set, else the host's name."""
-        return self.db_bind_address or host_part(self.host)
+        return service_address(self.db_bind_address, self.host)
 
 
 @dataclass(frozen=True)
