@@ -282,3 +282,15 @@ def test_the_report_groups_and_periods_are_checked_before_any_query():
             since_seconds(bad)
     sql = report_sql("day", 3600)
     assert "GROUP BY 1" in sql and "interval '3600 seconds'" in sql and "percentile_cont(0.95)" in sql
+
+
+def test_a_refusal_in_auth_is_recorded_under_the_key_it_names(hx_usage):
+    import asyncio
+
+    offered = []
+    recorder = hx_usage.UsageRecorder(types.SimpleNamespace(offer=offered.append))
+    refusal = type("ProxyException", (Exception,), {"code": "403"})("may not use model")
+    refusal.hx_client = "usage-b"  # hx_auth's _error puts the key's name there
+    blank = types.SimpleNamespace(key_alias=None, user_role=None)  # what the proxy passes for a refusal in auth
+    asyncio.run(recorder.async_post_call_failure_hook({"model": "emb-premium"}, refusal, blank))
+    assert offered[0][3:7] == ("usage-b", "emb-premium", None, 403)

@@ -149,6 +149,19 @@ def test_n_requests_with_two_keys_and_two_aliases_are_exactly_n_rows_as_the_clie
     assert {row[0]: row[1:] for row in rows} == seen  # the backend: the one whose answer the client got
 
 
+def test_a_refused_request_is_recorded_under_its_key_name_and_status(usage):
+    """A 403 (a model the key may not use) is refused in auth, before the key is on the request: its
+    row still names the key (hx_auth puts it on the refusal)."""
+    answer = httpx.post(f"{gateway_url()}/v1/embeddings", json={"model": "emb-premium", "input": "x"}, timeout=60,
+                        headers={"Authorization": f"Bearer {usage.secrets['HX_CLIENT_KEY_USAGE_B']}"})
+    assert answer.status_code == 403
+    deadline, rows = time.monotonic() + 15, []
+    while time.monotonic() < deadline and not rows:
+        time.sleep(0.5)
+        rows = usage.sql("SELECT client_key, alias, status FROM usage_requests WHERE status = 403")
+    assert rows == [["usage-b", "emb-premium", "403"]]
+
+
 def test_postgres_stopped_under_load_costs_no_request_and_rows_flow_again_without_a_restart(usage):
     url, key = gateway_url(), usage.secrets["HX_CLIENT_KEY_OPEN_WEBUI"]
     body = chat_body("phi3-3.8b")
@@ -224,3 +237,4 @@ def test_a_debian_13_db_host_gets_its_postgresql_17_and_records(usage, lab, tmp_
     assert again.returncode == 0 and again.changed_ops() == [], again.output[-3000:]
     result = run_verify(usage.secrets, tmp_path, extra_env=trixie, group_data=usage.group_data)
     assert result.returncode == 0 and "request_recorded_in_usage_db" in result.stdout, result.stdout[-4000:]
+

@@ -80,9 +80,13 @@ CLIENT_KEYS = _load_keys()
 MASTER_DIGEST = _digest(os.environ.get("LITELLM_MASTER_KEY", "")) if os.environ.get("LITELLM_MASTER_KEY") else ""
 
 
-def _error(status: int, message: str, kind: str, retry_after: float | None = None) -> ProxyException:
+def _error(status: int, message: str, kind: str, retry_after: float | None = None,
+           client: ClientKey | None = None) -> ProxyException:
     headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))} if retry_after is not None else None
-    return ProxyException(message=message, type=kind, param=None, code=status, headers=headers)
+    error = ProxyException(message=message, type=kind, param=None, code=status, headers=headers)
+    # The key's name, for the usage records (hx_usage.py): a refusal in auth has no key on the request yet.
+    error.hx_client = client.name if client else None  # type: ignore[attr-defined]
+    return error
 
 
 def _strip_bearer(api_key: str | None) -> str:
@@ -320,14 +324,15 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     if client is None:
         raise _error(401, "Invalid API key.", "authentication_error")
     if client.expires is not None and dt.date.today() > client.expires:
-        raise _error(401, f"API key '{client.name}' expired on {client.expires.isoformat()}.", "authentication_error")
+        raise _error(401, f"API key '{client.name}' expired on {client.expires.isoformat()}.", "authentication_error",
+                     client=client)
     model = await _requested_model(request)
     if model is not None and client.models and model not in client.models:
-        raise _error(403, f"API key '{client.name}' may not use model '{model}'.", "permission_error")
+        raise _error(403, f"API key '{client.name}' may not use model '{model}'.", "permission_error", client=client)
     wait = STORE.take_request(client.name, client.rpm)
     if wait is not None:
         raise _error(429, f"API key '{client.name}' is over its limit of {client.rpm} requests per minute.",
-                     "rate_limit_error", retry_after=wait)
+                     "rate_limit_error", retry_after=wait, client=client)
     return UserAPIKeyAuth(api_key=digest, key_alias=client.name, key_name=client.name,
                           models=list(client.models), metadata={"hx_client": client.name},
                           user_role=LitellmUserRoles.INTERNAL_USER)
@@ -349,7 +354,7 @@ class ConcurrencyLimits(CustomLogger):
         lease_id = data.setdefault("litellm_call_id", str(uuid.uuid4()))
         if not STORE.acquire(client.name, client.max_concurrent, lease_id):
             raise _error(429, f"API key '{client.name}' already has {client.max_concurrent} requests in flight.",
-                         "rate_limit_error", retry_after=1)
+                         "rate_limit_error", retry_after=1, client=client)
         return data
 
     def _release(self, data: dict, user_api_key_dict: UserAPIKeyAuth) -> None:

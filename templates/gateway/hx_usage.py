@@ -230,8 +230,9 @@ class UsageRecorder(CustomLogger):
 
     async def async_post_call_failure_hook(self, request_data: dict, original_exception: Exception,
                                            user_api_key_dict: Any, traceback_str: str | None = None) -> None:
-        self.writer.offer(refused_row(request_data or {}, original_exception,
-                                      getattr(user_api_key_dict, "key_alias", None), _is_admin(user_api_key_dict)))
+        # A refusal in auth (hx_auth: 401 expired, 403, 429 over rpm) names its key on the exception.
+        name = getattr(original_exception, "hx_client", None) or getattr(user_api_key_dict, "key_alias", None)
+        self.writer.offer(refused_row(request_data or {}, original_exception, name, _is_admin(user_api_key_dict)))
         return None
 
 
