@@ -2,7 +2,8 @@
 
 Every host's settings and secrets are validated first, then each component deploys on the hosts of
 its group, in this order: Redis (tasks/redis/) on `redis`, PostgreSQL for the usage records
-(tasks/db/) on `db`, the gateway (tasks/gateway/) on `litellm`, HAProxy (tasks/lb/) on `lb`. Proof
+(tasks/db/) on `db`, the gateway (tasks/gateway/) on `litellm`, HAProxy (tasks/lb/) on `lb`; with a
+`monitor` host, the exporters on every host (tasks/monitor/node.py) and Prometheus there (tasks/monitor/). Proof
 comes after: `python -m hx_gateway.verify inventory.py` (`./hx lab` runs both in the lab). Preview and
 change ticket: `python -m hx_gateway.ticket inventory.py --out change.md`; rollback:
 `python -m hx_gateway.rollback inventory.py`.
@@ -25,6 +26,8 @@ from hx_gateway.pyinfra_ext.command_line import command_line_problems  # noqa: E
 from tasks.db import db  # noqa: E402
 from tasks.gateway import gateway  # noqa: E402
 from tasks.lb import lb  # noqa: E402
+from tasks.monitor import monitor  # noqa: E402
+from tasks.monitor.node import node  # noqa: E402
 from tasks.redis import redis  # noqa: E402
 
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
@@ -44,5 +47,9 @@ try:
         gateway(plan.gateway)
     if plan and plan.lb:
         lb(plan.lb)
+    if plan and plan.node:
+        node(plan.node, plan.gateway.settings if plan.gateway else None)
+    if plan and plan.monitor:
+        monitor(plan.monitor)
 except Refusal as refusal:
     raise refuse(state, refusal) from None

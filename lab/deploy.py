@@ -1,6 +1,7 @@
-"""`./hx lab [--fleet] [--db] [--tls]`: bring the lab up, deploy into it, and prove it (the README's
-first command). With --fleet the lab is the whole service: hx-redis and hx-lb in front of two
-gateways; with --db it has hx-db, the usage database (PostgreSQL); with --tls
+"""`./hx lab [--fleet] [--db] [--monitor] [--tls]`: bring the lab up, deploy into it, and prove it (the
+README's first command). With --fleet the lab is the whole service: hx-redis and hx-lb in front of two
+gateways; with --db it has hx-db, the usage database (PostgreSQL); with --monitor hx-monitor
+(Prometheus, scraping every host); with --tls
 the gateways serve HTTPS with the lab's own CA (made once in ~/.config/hx-gateway/lab-tls/).
 
 Secrets: HX_MASTER_KEY / HX_CLIENT_KEY_* from the environment, else a lab secrets file generated
@@ -46,6 +47,9 @@ def main(argv: list[str]) -> int:
     if "--db" in argv:  # the usage database: hx-db (PostgreSQL)
         argv = [a for a in argv if a != "--db"]
         env["HX_LAB_DB"] = os.environ["HX_LAB_DB"] = "1"
+    if "--monitor" in argv:  # Prometheus: hx-monitor
+        argv = [a for a in argv if a != "--monitor"]
+        env["HX_LAB_MONITOR"] = os.environ["HX_LAB_MONITOR"] = "1"
     if "--tls" in argv:  # HTTPS on the gateways, with the lab's own CA (made once, beside the lab's secrets)
         argv = [a for a in argv if a != "--tls"]
         env["HX_LAB_TLS"] = str(LAB_TLS)

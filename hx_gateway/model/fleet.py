@@ -1,7 +1,8 @@
 """The optional groups around the gateways: `redis` (limits and router state shared by every gateway),
-`lb` (HAProxy in front of them) and `db` (PostgreSQL, the usage records), and the rules that span groups.
+`lb` (HAProxy in front of them), `db` (PostgreSQL, the usage records) and `monitor` (Prometheus), and the
+rules that span groups.
 
-Their knobs, with defaults, are declared in group_data/redis.py, lb.py and db.py; the gateway's in
+Their knobs, with defaults, are declared in group_data/redis.py, lb.py, db.py and monitor.py; the gateway's in
 settings.py. Every problem names the knob (or group) and the fix, like the gateway's.
 """
 
@@ -73,6 +74,27 @@ class DbSettings:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    host: str  # inventory name
+    monitor_port: int
+    monitor_bind_address: str | None
+    monitor_retention_days: int
+    monitor_scrape_interval: int
+    gateway_metrics_port: int
+    node_exporter_port: int
+    alert_for_seconds: int
+    alert_5xx_ratio: float
+    alert_429_per_second: float
+    alert_p99_seconds: float
+    alert_certificate_days: int
+    monitor_private_users: bool
+
+    @property
+    def address(self) -> str:
+        return service_address(self.monitor_bind_address, self.host)
+
+
+@dataclass(frozen=True)
 class LbSettings:
     host: str  # inventory name
     lb_bind_host: str
@@ -95,12 +117,13 @@ class Member:
     address: str
     port: int
     drain_timeout: int
+    serves_tls: bool = False
 
     @classmethod
     def of(cls, inventory_name: str, settings: Settings) -> Member:
         url = urlsplit(settings.gateway_url)
         return cls(SERVER_NAME_UNSAFE.sub("_", host_part(inventory_name)), url.hostname or "",
-                   url.port or settings.bind_port, settings.drain_timeout)
+                   url.port or settings.bind_port, settings.drain_timeout, settings.tls)
 
 
 @dataclass(frozen=True)
@@ -111,6 +134,10 @@ class Fleet:
     lbs: tuple[LbSettings, ...] = ()
     gateways: tuple[Member, ...] = ()
     db: DbSettings | None = None
+    monitor: MonitorSettings | None = None
+    # Every host the deploy manages (inventory names, in inventory order): each runs a node exporter
+    # when there is a `monitor` host.
+    hosts: tuple[str, ...] = ()
 
     def member(self, inventory_name: str) -> Member | None:
         name = SERVER_NAME_UNSAFE.sub("_", host_part(inventory_name))
@@ -120,6 +147,7 @@ class Fleet:
 REDIS_KNOBS = tuple(f.name for f in fields(RedisSettings) if f.name != "host")
 LB_KNOBS = tuple(f.name for f in fields(LbSettings) if f.name.startswith("lb_"))
 DB_KNOBS = tuple(f.name for f in fields(DbSettings) if f.name != "host")
+MONITOR_KNOBS = tuple(f.name for f in fields(MonitorSettings) if f.name != "host")
 
 
 def _missing(data: Mapping[str, Any], knobs: Sequence[str], group: str) -> list[str]:
@@ -172,6 +200,37 @@ def load_db(name: str, data: Mapping[str, Any]) -> tuple[DbSettings | None, list
     return settings, problems
 
 
+def _number(data: Mapping[str, Any], name: str, low: float, high: float, problems: list[str]) -> float:
+    value = data[name]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        problems.append(f"{name}: {value!r} is out of range; set a number from {low:g} to {high:g}")
+        return low
+    return float(value)
+
+
+def load_monitor(name: str, data: Mapping[str, Any]) -> tuple[MonitorSettings | None, list[str]]:
+    problems = _missing(data, MONITOR_KNOBS, "monitor")
+    if problems:
+        return None, problems
+    bind = data["monitor_bind_address"]
+    problems += _bind_address_problems(bind, "monitor_bind_address", "monitoring")
+    settings = MonitorSettings(
+        name, _int(data, "monitor_port", 1, 65535, problems), bind,
+        _int(data, "monitor_retention_days", 1, 3650, problems),
+        _int(data, "monitor_scrape_interval", 1, 300, problems),
+        _int(data, "gateway_metrics_port", 1, 65535, problems), _int(data, "node_exporter_port", 1, 65535, problems),
+        _int(data, "alert_for_seconds", 0, 86400, problems), _number(data, "alert_5xx_ratio", 0.0001, 1, problems),
+        _number(data, "alert_429_per_second", 0.001, 1e6, problems),
+        _number(data, "alert_p99_seconds", 0.01, 86400, problems),
+        _int(data, "alert_certificate_days", 1, 365, problems), data["monitor_private_users"] is not False)
+    if not isinstance(data["monitor_private_users"], bool):
+        problems.append(f"monitor_private_users: {data['monitor_private_users']!r} must be True or False")
+    if settings.gateway_metrics_port == settings.node_exporter_port:
+        problems.append(f"gateway_metrics_port and node_exporter_port: both {settings.node_exporter_port}; a gateway "
+                        f"host runs both, so give them different ports")
+    return settings, problems
+
+
 def load_lb(name: str, data: Mapping[str, Any]) -> tuple[LbSettings | None, list[str]]:
     problems = _missing(data, LB_KNOBS, "lb")
     if problems:
@@ -192,10 +251,22 @@ def load_lb(name: str, data: Mapping[str, Any]) -> tuple[LbSettings | None, list
 
 
 def fleet_problems(redis_hosts: Sequence[str], lb_hosts: Sequence[str], gateway_hosts: Sequence[str],
-                   gateways: Mapping[str, Settings], lbs: Sequence[LbSettings], db_hosts: Sequence[str] = ()
-                   ) -> list[str]:
+                   gateways: Mapping[str, Settings], lbs: Sequence[LbSettings], db_hosts: Sequence[str] = (),
+                   monitor_hosts: Sequence[str] = (), monitor: MonitorSettings | None = None) -> list[str]:
     """The rules that span groups (`gateways`: the gateways whose own settings are valid)."""
     problems = []
+    if len(monitor_hosts) > 1:
+        problems.append(f"monitor: {len(monitor_hosts)} hosts ({', '.join(monitor_hosts)}); the deploy runs one "
+                        f"Prometheus for the whole service: keep one host in the `monitor` group")
+    if monitor_hosts and not gateway_hosts:
+        problems.append("monitor: no gateways to watch; add hosts to the `litellm` group or remove the `monitor` group")
+    for name, settings in gateways.items() if monitor else ():
+        taken = {settings.bind_port: "bind_port"}
+        for knob in ("gateway_metrics_port", "node_exporter_port"):
+            port = getattr(monitor, knob)
+            if port in taken:
+                problems.append(f"{name}: {knob} {port} is the gateway's {taken[port]} too; give it a port of its own "
+                                f"in group_data/monitor.py")
     if len(db_hosts) > 1:
         problems.append(f"db: {len(db_hosts)} hosts ({', '.join(db_hosts)}); the gateways record usage in one "
                         f"database: keep one host in the `db` group")

@@ -16,18 +16,20 @@ from hx_gateway.model.fleet import (
     Fleet,
     LbSettings,
     Member,
+    MonitorSettings,
     RedisSettings,
     fleet_problems,
     load_db,
     load_lb,
+    load_monitor,
     load_redis,
 )
 from hx_gateway.model.secrets import Secrets, SecretText, load_secrets, service_password_problems
 from hx_gateway.model.settings import Settings, SettingsError, load_settings, unknown_knob_problems
-from hx_gateway.model.tls import TlsMaterial, load_ca, load_tls
+from hx_gateway.model.tls import CertificateSummary, TlsMaterial, load_ca, load_tls
 
 # The inventory groups the deploy provisions (`llm`, the backends, it only reads).
-COMPONENT_GROUPS = ("litellm", "redis", "lb", "db")
+COMPONENT_GROUPS = ("litellm", "redis", "lb", "db", "monitor")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,21 @@ class DbPlan:
 
 
 @dataclass(frozen=True)
+class MonitorPlan:
+    settings: MonitorSettings
+    fleet: Fleet
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """What every managed host exports to the `monitor` host: the node exporter, and the expiry of the
+    certificates it serves (its textfile collector)."""
+
+    monitor: MonitorSettings
+    certificates: tuple[CertificateSummary, ...] = ()
+
+
+@dataclass(frozen=True)
 class LbPlan:
     settings: LbSettings
     fleet: Fleet
@@ -93,6 +110,8 @@ class HostPlan:
     redis: RedisPlan | None = None
     lb: LbPlan | None = None
     db: DbPlan | None = None
+    monitor: MonitorPlan | None = None
+    node: NodePlan | None = None  # with a `monitor` host
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -163,6 +182,7 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
     redis: dict[str, RedisSettings] = {}
     lbs: dict[str, LbSettings] = {}
     dbs: dict[str, DbSettings] = {}
+    monitors: dict[str, MonitorSettings] = {}
     for name, data, groups in members:
         problems.checked += 1
         problems.add(name, unknown_knob_problems(data, foreign))
@@ -172,7 +192,8 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
                                               with_db=with_db)
             except SettingsError as error:
                 problems.add(name, error.problems)
-        for group, loader, found in (("redis", load_redis, redis), ("lb", load_lb, lbs), ("db", load_db, dbs)):
+        for group, loader, found in (("redis", load_redis, redis), ("lb", load_lb, lbs), ("db", load_db, dbs),
+                                     ("monitor", load_monitor, monitors)):
             if group in groups:
                 settings, trouble = loader(name, data)
                 problems.add(name, trouble)
@@ -187,8 +208,10 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
         problems.add(name, trouble)
         lb_tls[name] = (material, ca_pem, warnings)
         lbs[name] = replace(settings, certificate=material.certificate if material else None)
+    monitor = next(iter(monitors.values()), None)
     problems.add(None, fleet_problems(in_group["redis"], in_group["lb"], in_group["litellm"],
-                                      {n: p.settings for n, p in gateways.items()}, list(lbs.values()), in_group["db"]))
+                                      {n: p.settings for n, p in gateways.items()}, list(lbs.values()), in_group["db"],
+                                      in_group["monitor"], monitor))
     first = next(iter(gateways.values()), None)
     for group in ("redis", "db") if first else ():  # one password each for the whole service: checked once
         if in_group[group]:
@@ -196,7 +219,8 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
     problems.raise_any()
     fleet = Fleet(next(iter(redis.values()), None), tuple(lbs.values()),
                   tuple(Member.of(name, plan.settings) for name, plan in gateways.items()),
-                  next(iter(dbs.values()), None))
+                  next(iter(dbs.values()), None), monitor,
+                  tuple(name for name, _, groups in members if set(groups) & set(COMPONENT_GROUPS)))
     password = SecretText(first.secrets.redis_password) if first and with_redis else None
     db_password = SecretText(first.secrets.db_password) if first and with_db else None
     plans: dict[str, HostPlan] = {}
@@ -207,8 +231,16 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
             if gateway else None,
             redis=RedisPlan(redis[name], password, fleet) if name in redis and password else None,
             lb=LbPlan(lbs[name], fleet, *lb_tls[name]) if name in lbs else None,
-            db=DbPlan(dbs[name], db_password, fleet) if name in dbs and db_password else None)
+            db=DbPlan(dbs[name], db_password, fleet) if name in dbs and db_password else None,
+            monitor=MonitorPlan(monitors[name], fleet) if name in monitors else None,
+            node=NodePlan(monitor, served_certificates(gateway, lb_tls.get(name, (None,))[0]))
+            if monitor and name in fleet.hosts else None)
     return plans
+
+
+def served_certificates(gateway: GatewayPlan | None, lb_material: TlsMaterial | None) -> tuple[CertificateSummary, ...]:
+    """The certificates a host serves to clients: its gateway's, its HAProxy's."""
+    return tuple(m.certificate for m in (gateway.tls if gateway else None, lb_material) if m)
 
 
 def connector_data_names() -> set[str]:

@@ -157,10 +157,10 @@ BACKEND_KNOBS = ("ollama_service", "ollama_port")
 
 
 def knob_names() -> tuple[str, ...]:
-    """Every knob a group_data file may set (the `redis`, `lb` and `db` groups' are in fleet.py)."""
-    from hx_gateway.model.fleet import DB_KNOBS, LB_KNOBS, REDIS_KNOBS  # fleet.py builds on this module
+    """Every knob a group_data file may set (the `redis`, `lb`, `db` and `monitor` groups' are in fleet.py)."""
+    from hx_gateway.model.fleet import DB_KNOBS, LB_KNOBS, MONITOR_KNOBS, REDIS_KNOBS  # fleet.py builds on this
 
-    return (*GATEWAY_KNOBS, *BACKEND_KNOBS, *REDIS_KNOBS, *LB_KNOBS, *DB_KNOBS)
+    return (*GATEWAY_KNOBS, *BACKEND_KNOBS, *REDIS_KNOBS, *LB_KNOBS, *DB_KNOBS, *MONITOR_KNOBS)
 
 
 def _closest(name: str, known: Iterable[str]) -> str | None:

@@ -155,12 +155,25 @@ def deployments(settings: Settings) -> list[Deployment]:
 
 
 def render_config(settings: Settings, litellm_version: str, redis: RedisSettings | None = None,
-                  db: DbSettings | None = None) -> str:
+                  db: DbSettings | None = None, metrics: bool = False) -> str:
     """`redis`: the inventory's Redis host, where the router shares its state (cooldowns, load); `db`:
-    its usage database (the recorder callback is listed only then)."""
+    its usage database (the recorder callback is listed only then); `metrics`: a `monitor` host
+    scrapes LiteLLM's `prometheus` callback."""
     return _env.get_template("config.yaml.j2").render(
-        s=settings, deployments=deployments(settings), litellm_version=litellm_version, redis=redis, db=db
+        s=settings, deployments=deployments(settings), litellm_version=litellm_version, redis=redis, db=db,
+        metrics=metrics, excluded_labels=METRICS_EXCLUDED_LABELS,
     )
+
+
+# Labels the gateway's metrics never carry: a digest of the key (the key name is `api_key_alias`),
+# and per-client values that would make a series per caller.
+METRICS_EXCLUDED_LABELS = ("hashed_api_key", "client_ip", "user_agent", "end_user", "user_email")
+
+
+def metrics_directory(settings: Settings) -> str:
+    """Where every worker writes its samples (prometheus_client's multiprocess mode) and the metrics
+    process reads them: under the unit's runtime directory, gone when it stops."""
+    return f"/run/{settings.service_name}/prometheus"
 
 
 def render_env(secrets: Secrets, redis: RedisSettings | None = None, db: DbSettings | None = None) -> str:
@@ -221,11 +234,18 @@ def tls_arguments(settings: Settings) -> list[str]:
     return ["--ssl_certfile_path", files["tls_chain"].path, "--ssl_keyfile_path", files["tls_key"].path]
 
 
-def render_unit(settings: Settings, workers: int, backend_addresses: list[str]) -> str:
+def render_unit(settings: Settings, workers: int, backend_addresses: list[str], metrics: bool = False) -> str:
+    """`metrics`: the workers write their samples for the metrics process (never the canary's: it
+    keeps them in memory)."""
+    environment = service_environment(settings, settings.service_name)
+    if metrics:
+        environment["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory(settings)
     return _env.get_template("litellm.service.j2").render(
         s=settings, workers=workers, ip_allow=ip_allow_list(settings, backend_addresses),
-        environment=service_environment(settings, settings.service_name), host_argument=host_argument(settings),
+        environment=environment, host_argument=host_argument(settings),
         tls_arguments="".join(f" {a}" for a in tls_arguments(settings)),
+        runtime_directories=" ".join([settings.service_name, *([f"{settings.service_name}/prometheus"] if metrics
+                                                                 else [])]),
     )
 
 

@@ -32,7 +32,7 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
     batch = tuple(render.files_read(settings))
     ensure_directory(render.managed_directories(settings)["config"], facts["directories"])
     contents: dict[str, str | SecretText] = {
-        "config": render.render_config(settings, litellm_version, fleet.redis, fleet.db),
+        "config": render.render_config(settings, litellm_version, fleet.redis, fleet.db, fleet.monitor is not None),
         "auth": render.python_module("hx_auth"),
         "speedups": render.python_module("hx_speedups"),
         "usage": render.python_module("hx_usage"),

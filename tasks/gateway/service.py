@@ -80,7 +80,7 @@ def service(settings: Settings, workers: int, backend_addresses: list[str],
             restart_triggers: dict[str, object], unit_state: dict, fleet: Fleet) -> None:
     managed = render.managed_files(settings)
     unit = managed_file(name=f"Unit {managed['unit'].path}", file=managed["unit"],
-                        content=render.render_unit(settings, workers, backend_addresses),
+                        content=render.render_unit(settings, workers, backend_addresses, fleet.monitor is not None),
                         batch=tuple(render.files_read(settings)))
     triggers = {managed["unit"].path.rsplit("/", 1)[-1]: unit, **restart_triggers}
     active, enabled = bool(unit_state.get("active")), bool(unit_state.get("enabled"))

@@ -33,6 +33,7 @@ import os
 import sqlite3
 import sys
 import time
+import types
 import uuid
 from typing import Any
 
@@ -46,6 +47,7 @@ LIMITS_DB = os.environ.get("HX_LIMITS_DB", "/run/litellm/limits.sqlite")
 LEASE_SECONDS = float(os.environ.get("HX_LEASE_SECONDS", "600"))
 WINDOW_SECONDS = 60.0
 OPEN_ROUTES = ("/health/liveliness", "/health/readiness")
+METRICS_ROUTE = "/metrics"
 
 
 class ClientKey:
@@ -80,8 +82,38 @@ CLIENT_KEYS = _load_keys()
 MASTER_DIGEST = _digest(os.environ.get("LITELLM_MASTER_KEY", "")) if os.environ.get("LITELLM_MASTER_KEY") else ""
 
 
+def _metrics() -> tuple[Any, Any]:
+    """The counters the gateway's metrics process serves (a `monitor` host scrapes them), or None
+    without one: the unit names PROMETHEUS_MULTIPROC_DIR only then, and only what is written there is
+    read. LiteLLM loads this file once for custom_auth and again for each callback it names (importlib's
+    spec_from_file_location, never cached in sys.modules), and two counters of one name in one process
+    would overwrite each other's samples: the first copy's counters are kept in sys.modules."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None, None
+    shared = sys.modules.get(METRICS_MODULE)
+    if shared is None:
+        from prometheus_client import Counter
+
+        shared = types.ModuleType(METRICS_MODULE)
+        # Not registered in the process's default registry: the metrics process reads the samples' files.
+        shared.refusals = Counter("hx_gateway_auth_refusals", "Requests refused by the gateway's auth "
+                                  "(401/403/429), by key name", ["key", "status"], registry=None)
+        shared.cooldowns = Counter("hx_gateway_failover_cooldowns", "Backends cooled down after a connection "
+                                   "failure (hx_auth.failover)", ["model_group", "api_base"], registry=None)
+        sys.modules[METRICS_MODULE] = shared
+    return shared.refusals, shared.cooldowns
+
+
+# What LiteLLM's own metrics do not count: refusals in auth (they never reach its callbacks), by the
+# key's name ("(unknown)" for a key no client has, "(none)" without one), and our failover cool-downs.
+METRICS_MODULE = "hx_auth_metrics"
+REFUSALS, COOLDOWNS = _metrics()
+
+
 def _error(status: int, message: str, kind: str, retry_after: float | None = None,
-           client: ClientKey | None = None) -> ProxyException:
+           client: ClientKey | None = None, presented: bool = True) -> ProxyException:
+    if REFUSALS is not None:
+        REFUSALS.labels(key=client.name if client else "(unknown)" if presented else "(none)", status=str(status)).inc()
     headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))} if retry_after is not None else None
     error = ProxyException(message=message, type=kind, param=None, code=status, headers=headers)
     # The key's name, for the usage records (hx_usage.py): a refusal in auth has no key on the request yet.
@@ -316,13 +348,17 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
         return UserAPIKeyAuth(user_role=LitellmUserRoles.INTERNAL_USER_VIEW_ONLY)
     presented = _strip_bearer(api_key)
     if not presented:
-        raise _error(401, "Missing API key: send 'Authorization: Bearer <key>'.", "authentication_error")
+        raise _error(401, "Missing API key: send 'Authorization: Bearer <key>'.", "authentication_error",
+                     presented=False)
     digest = _digest(presented)
     if MASTER_DIGEST and hmac.compare_digest(digest, MASTER_DIGEST):
         return UserAPIKeyAuth(api_key=digest, user_role=LitellmUserRoles.PROXY_ADMIN)
     client = find_client(presented)
     if client is None:
         raise _error(401, "Invalid API key.", "authentication_error")
+    if request.url.path.rstrip("/") == METRICS_ROUTE:  # every key's names and counts: not for a client
+        raise _error(403, f"API key '{client.name}' may not read the gateway's metrics.", "permission_error",
+                     client=client)
     if client.expires is not None and dt.date.today() > client.expires:
         raise _error(401, f"API key '{client.name}' expired on {client.expires.isoformat()}.", "authentication_error",
                      client=client)
@@ -409,6 +445,8 @@ class ConnectionFailover(CustomLogger):
                 return
             llm_router.cooldown_cache.add_deployment_to_cooldown(model_id=model_id, original_exception=exception,
                                                                   exception_status=503, cooldown_time=None)
+            if COOLDOWNS is not None:
+                COOLDOWNS.labels(model_group=str(group), api_base=str(litellm_params.get("api_base") or "")).inc()
         except Exception:  # never let the workaround break a request
             pass
 

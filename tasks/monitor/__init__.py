@@ -1,0 +1,117 @@
+"""The monitoring component (group `monitor`, one host): Prometheus from the OS packages, scraping every
+host the deploy manages, with the project's alert rules.
+
+preflight (facts only: the address to bind, what every target's name resolves to there, the package)
+-> install (the OS package, without its recommends) -> configure (the rules, then the scrape config,
+each checked by promtool before it replaces the old one; the command line; a hardening drop-in)
+-> activate (restart when the command line or the hardening changed, else reload when the config or
+rules did; then Prometheus must answer). Every other host gets its exporters from tasks/monitor/node.py.
+Knobs: group_data/monitor.py, typed in hx_gateway/model/fleet.py; templates: templates/monitor/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyinfra.api import deploy
+from pyinfra.operations import apt
+
+from hx_gateway.model.fleet import Fleet, MonitorSettings, host_part
+from hx_gateway.model.plan import MonitorPlan
+from hx_gateway.pyinfra_ext.fact_cache import read_together
+from hx_gateway.pyinfra_ext.facts import Resolves
+from hx_gateway.pyinfra_ext.operations import ensure_directory, managed_file
+from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
+from tasks.component import activate, bind_address, read_component_host, refuse, reload_units
+
+PACKAGE = "prometheus"
+UNIT = "prometheus.service"
+DROPIN = ManagedDirectory(f"/etc/systemd/system/{UNIT}.d", "root", "root", "755")
+RULES_PATH = "/etc/prometheus/hx-gateway.rules.yml"
+FILES = {
+    "rules": ManagedFile(RULES_PATH, "root", "prometheus", "640"),
+    "config": ManagedFile("/etc/prometheus/prometheus.yml", "root", "prometheus", "640"),
+    "args": ManagedFile("/etc/default/prometheus", "root", "root", "644"),
+    "hardening": ManagedFile(f"{DROPIN.path}/hx-hardening.conf", "root", "root", "644"),
+}
+# The config is checked with the rules it names, which are written first.
+CHECKS = {"rules": "promtool check rules {}", "config": "promtool check config {}"}
+ANSWERS = ("for i in $(seq 1 100); do python3 -c 'import urllib.request,sys; "
+           "urllib.request.urlopen(sys.argv[1], timeout=2)' http://{listen}/-/ready 2>/dev/null && exit 0; "
+           "sleep 0.3; done; echo \"Prometheus is not ready on {listen}\" >&2; "
+           "journalctl -u prometheus -n 20 --no-pager >&2; exit 1")
+
+_env = template_environment("monitor")
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str  # the host part of its inventory name: the `host` label
+    address: str  # host:port, as Prometheus reaches it
+
+
+def targets(fleet: Fleet, monitor: MonitorSettings) -> dict[str, list[Target]]:
+    """What Prometheus scrapes, by job, from the inventory: each managed host's node exporter, each
+    gateway's metrics process."""
+    return {
+        "node": [Target(host_part(name), f"{host_part(name)}:{monitor.node_exporter_port}") for name in fleet.hosts],
+        "litellm": [Target(m.name, f"{m.address}:{monitor.gateway_metrics_port}") for m in fleet.gateways],
+    }
+
+
+def listen_address(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def render_config(plan: MonitorPlan, address: str, rules_path: str = RULES_PATH) -> str:
+    m, jobs = plan.settings, targets(plan.fleet, plan.settings)
+    return _env.get_template("prometheus.yml.j2").render(
+        m=m, rules_path=rules_path, self_target=listen_address(address, m.monitor_port), monitor_host=host_part(m.host),
+        nodes=jobs["node"], gateways=jobs["litellm"], exporters=[])
+
+
+def render_rules(plan: MonitorPlan) -> str:
+    """The alert rules for the parts this service has: certificates where a host serves HTTPS, Redis
+    and PostgreSQL where their groups exist."""
+    fleet = plan.fleet
+    certificates = any(m.serves_tls for m in fleet.gateways) or any(lb.serves_tls for lb in fleet.lbs)
+    return rules_text(plan.settings, certificates=certificates, redis=fleet.redis is not None, db=fleet.db is not None)
+
+
+def rules_text(m: MonitorSettings, certificates: bool, redis: bool, db: bool) -> str:
+    return _env.get_template("rules.yml.j2").render(m=m, certificates=certificates, redis=redis, db=db)
+
+
+def unresolved(plan: MonitorPlan, resolves: dict[str, list[str]]) -> list[str]:
+    """Targets whose names the monitoring host cannot resolve: Prometheus would never reach them."""
+    names = sorted({t.address.rsplit(":", 1)[0] for jobs in targets(plan.fleet, plan.settings).values() for t in jobs})
+    return [f"target {name} does not resolve on this host, so Prometheus could not scrape it; add it to DNS or "
+            f"to /etc/hosts here" for name in names if not resolves.get(name)]
+
+
+@deploy("Prometheus")
+def monitor(plan: MonitorPlan) -> None:
+    m = plan.settings
+    facts = read_component_host("monitor", host_part(m.host), UNIT, PACKAGE, list(FILES.values()), (DROPIN,),
+                                unread=(FILES["rules"], FILES["config"]))  # re-read on reload, which no start records
+    names = sorted({t.address.rsplit(":", 1)[0] for jobs in targets(plan.fleet, m).values() for t in jobs})
+    (resolves,) = read_together((Resolves, {"names": tuple(names)}))
+    address, problems = bind_address(m.monitor_bind_address, "monitor_bind_address", m.host, facts)
+    refuse("monitor", problems + unresolved(plan, resolves))
+    installed_now = not facts["versions"][PACKAGE]
+    if installed_now:
+        apt.packages(name="Install Prometheus (OS package, without its recommends)", packages=[PACKAGE],
+                     no_recommends=True, update=True)
+    listen = listen_address(address, m.monitor_port)
+    contents = {"rules": render_rules(plan), "config": render_config(plan, address),
+                "args": _env.get_template("prometheus.default.j2").render(m=m, listen=listen),
+                "hardening": _env.get_template("hardening.conf.j2").render(m=m)}
+    batch = tuple(FILES.values())
+    ensure_directory(DROPIN, facts["directories"])
+    ops = {key: managed_file(name=f"Prometheus {file.path}", file=file, content=contents[key], batch=batch,
+                             check=CHECKS.get(key)) for key, file in FILES.items()}
+    reload_units(FILES["hardening"], ops["hardening"], facts["units"][UNIT], "Prometheus")
+    restart = ops["args"].will_change or ops["hardening"].will_change
+    activate(UNIT, facts["units"][UNIT], list(ops.values()), reload=not restart,
+             check=ANSWERS.format(listen=listen), check_name=f"Prometheus is ready on {listen}",
+             installed_now=installed_now)

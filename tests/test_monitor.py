@@ -1,0 +1,149 @@
+"""The `monitor` group (issue 27) without a host: its settings refused with the knob named, the scrape
+config rendered from the inventory and accepted by `promtool check config`, and every alert rule
+proven by `promtool test rules` (tests/monitor_rules/rules_test.yml), at the shipped thresholds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, defaults, random_key
+
+from hx_gateway.model.plan import fleet_plans
+from hx_gateway.model.settings import SettingsError
+from hx_gateway.pyinfra_ext import render
+from lab.promtool import promtool
+from tasks.monitor import render_config, render_rules, rules_text, targets
+from tasks.monitor.node import metrics_unit
+
+GATEWAY, MONITOR = {"litellm"}, {"monitor"}
+RULE_TESTS = Path(__file__).parent / "monitor_rules" / "rules_test.yml"
+
+
+@pytest.fixture(autouse=True)
+def operator_secrets(monkeypatch):
+    for name, value in {"HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
+                        "HX_REDIS_PASSWORD": random_key(), "HX_DB_PASSWORD": random_key(),
+                        "HX_SECRETS_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(name, value)
+
+
+def monitored(**knobs) -> dict:
+    data = defaults()
+    for name in ("db", "monitor"):
+        exec((REPO / "group_data" / f"{name}.py").read_text(), {}, data)
+    return {**data, **knobs}
+
+
+def service(data: dict | None = None):
+    data = data or monitored()
+    return fleet_plans([("gw1", {**data, "gateway_url": "http://10.0.0.1:4000"}, GATEWAY),
+                        ("gw2", {**data, "gateway_url": "http://10.0.0.2:4000"}, GATEWAY),
+                        ("r1", data, {"redis"}), ("d1", data, {"db"}), ("lb1", data, {"lb"}),
+                        ("@docker/mon", data, MONITOR)])
+
+
+def problems(hosts) -> list[str]:
+    with pytest.raises(SettingsError) as err:
+        fleet_plans(hosts)
+    return err.value.problems
+
+
+def test_every_managed_host_exports_to_the_monitor_and_only_then():
+    plans = service()
+    assert all(plans[name].node for name in ("gw1", "gw2", "r1", "d1", "lb1", "@docker/mon"))
+    assert plans["@docker/mon"].monitor and not plans["gw1"].monitor
+    plain = fleet_plans([("gw1", monitored(), GATEWAY)])
+    assert plain["gw1"].node is None
+
+
+def test_the_scrape_config_names_every_host_and_gateway_from_the_inventory(tmp_path):
+    plan = service()["@docker/mon"].monitor
+    jobs = targets(plan.fleet, plan.settings)
+    assert [t.address for t in jobs["node"]] == ["gw1:9100", "gw2:9100", "r1:9100", "d1:9100", "lb1:9100", "mon:9100"]
+    assert [t.address for t in jobs["litellm"]] == ["10.0.0.1:9464", "10.0.0.2:9464"]
+    (tmp_path / "rules.yml").write_text(render_rules(plan))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(render_config(plan, "10.0.0.9", rules_path=str(tmp_path / "rules.yml")))
+    scraped = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+               for job in yaml.safe_load(config.read_text())["scrape_configs"]}
+    assert scraped["litellm"] == ["10.0.0.1:9464", "10.0.0.2:9464"] and scraped["prometheus"] == ["10.0.0.9:9090"]
+    result = subprocess.run([str(promtool()), "check", "config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_new_gateway_is_scraped_after_the_next_deploy_with_no_hand_edit():
+    data = monitored()
+    before = fleet_plans([("gw1", data, GATEWAY), ("mon", data, MONITOR)])["mon"].monitor
+    after = fleet_plans([("gw1", data, GATEWAY), ("gw9", data, GATEWAY), ("mon", data, MONITOR)])["mon"].monitor
+    assert "gw9:9464" not in render_config(before, "10.0.0.9") and "gw9:9464" in render_config(after, "10.0.0.9")
+
+
+def test_every_shipped_alert_rule_passes_its_promtool_unit_test(tmp_path):
+    rules = tmp_path / "rules.yml"
+    settings = service()["@docker/mon"].monitor.settings  # the shipped thresholds, every part
+    rules.write_text(rules_text(settings, certificates=True, redis=True, db=True))
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    check = subprocess.run([str(promtool()), "check", "rules", str(rules)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    result = subprocess.run([str(promtool()), "test", "rules", RULE_TESTS.name], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    shipped = {r["alert"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]}
+    tested = {a["alertname"] for t in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+              for a in t.get("alert_rule_test", [])}
+    assert shipped == tested  # no rule without its test
+
+
+def test_rules_for_parts_the_service_lacks_are_not_shipped():
+    data = monitored()
+    plain = render_rules(fleet_plans([("gw1", data, GATEWAY), ("mon", data, MONITOR)])["mon"].monitor)
+    assert "HxRedisDown" not in plain and "HxPostgresDown" not in plain and "HxCertificateExpiresSoon" not in plain
+    full = render_rules(service()["@docker/mon"].monitor)
+    assert "HxRedisDown" in full and "HxPostgresDown" in full
+
+
+def test_thresholds_are_knobs():
+    rules = render_rules(service(monitored(alert_p99_seconds=7.5, alert_for_seconds=42))["@docker/mon"].monitor)
+    assert "> 7.5" in rules and "for: 42s" in rules
+
+
+def test_the_gateway_exports_metrics_only_with_a_monitor_host():
+    data = monitored()
+    settings = fleet_plans([("gw1", data, GATEWAY)])["gw1"].gateway.settings
+    config = yaml.safe_load(render.render_config(settings, "1.106.2", metrics=True))["litellm_settings"]
+    assert "prometheus" in config["callbacks"] and "hashed_api_key" in config["prometheus_exclude_labels"]
+    assert "prometheus" not in yaml.safe_load(render.render_config(settings, "1.106.2"))["litellm_settings"]["callbacks"]
+    unit = render.render_unit(settings, 2, [], metrics=True)
+    assert "Environment=PROMETHEUS_MULTIPROC_DIR=/run/litellm/prometheus" in unit
+    assert "RuntimeDirectory=litellm litellm/prometheus" in unit
+    assert "PROMETHEUS" not in render.render_unit(settings, 2, [])
+    assert metrics_unit(settings) == "litellm-metrics.service"
+
+
+@pytest.mark.parametrize("knobs, expected", [
+    ({"monitor_port": 0}, "monitor_port: 0 is out of range; set an integer from 1 to 65535"),
+    ({"monitor_bind_address": "0.0.0.0"}, "monitor_bind_address: '0.0.0.0' would listen on every address"),
+    ({"monitor_bind_address": "mon.example"}, "monitor_bind_address: 'mon.example' is not an IP address"),
+    ({"alert_5xx_ratio": 5}, "alert_5xx_ratio: 5 is out of range; set a number from 0.0001 to 1"),
+    ({"alert_p99_seconds": "60"}, "alert_p99_seconds: '60' is out of range"),
+    ({"monitor_private_users": "no"}, "monitor_private_users: 'no' must be True or False"),
+    ({"gateway_metrics_port": 9100}, "gateway_metrics_port and node_exporter_port: both 9100"),
+    ({"gateway_metrics_port": 4000}, "gw1: gateway_metrics_port 4000 is the gateway's bind_port too"),
+    ({"monitor_retension_days": 3}, "monitor_retension_days: not a knob of this deploy (it would be ignored); "
+                                    "did you mean `monitor_retention_days`?"),
+])
+def test_bad_monitor_settings_are_refused_naming_the_knob(knobs, expected):
+    data = monitored(**knobs)
+    found = problems([("gw1", data, GATEWAY), ("mon", data, MONITOR)])
+    assert any(expected in p for p in found), found
+
+
+def test_two_monitor_hosts_or_one_without_gateways_are_refused():
+    data = monitored()
+    assert any("monitor: 2 hosts (m1, m2)" in p for p in problems([("gw1", data, GATEWAY), ("m1", data, MONITOR),
+                                                                    ("m2", data, MONITOR)]))
+    assert any("monitor: no gateways to watch" in p for p in problems([("m1", data, MONITOR)]))
