@@ -4,8 +4,9 @@
 
 Gateway count: HX_LAB_GATEWAYS (default 1); a mixed fleet: HX_LAB_GATEWAY_SUITES=bookworm,trixie;
 the whole service (hx-redis, hx-lb, two gateways): HX_LAB_FLEET=1; the usage database (hx-db):
-HX_LAB_DB=1; Prometheus (hx-monitor): HX_LAB_MONITOR=1; HTTPS with the lab's own CA, made once in the directory HX_LAB_TLS names (lab/tls.py):
-HX_LAB_TLS=DIR (served by the balancers when there are any, else by the gateways, as in production).
+HX_LAB_DB=1; Prometheus (hx-monitor): HX_LAB_MONITOR=1; HTTPS with the lab's own CA, made once in
+the directory HX_LAB_TLS names (lab/tls.py): HX_LAB_TLS=DIR (served by the balancers when there are
+any, else by the gateways, as in production).
 The lab's data differs from production only in
 lab/group_data/ (backend names, environment) and the gateway URL read from Docker.
 """

@@ -116,7 +116,8 @@ def test_the_gateway_exports_metrics_only_with_a_monitor_host():
     settings = fleet_plans([("gw1", data, GATEWAY)])["gw1"].gateway.settings
     config = yaml.safe_load(render.render_config(settings, "1.106.2", metrics=True))["litellm_settings"]
     assert "prometheus" in config["callbacks"] and "hashed_api_key" in config["prometheus_exclude_labels"]
-    assert "prometheus" not in yaml.safe_load(render.render_config(settings, "1.106.2"))["litellm_settings"]["callbacks"]
+    plain = yaml.safe_load(render.render_config(settings, "1.106.2"))["litellm_settings"]
+    assert "prometheus" not in plain["callbacks"] and "prometheus_exclude_labels" not in plain
     unit = render.render_unit(settings, 2, [], metrics=True)
     assert "Environment=PROMETHEUS_MULTIPROC_DIR=/run/litellm/prometheus" in unit
     assert "RuntimeDirectory=litellm litellm/prometheus" in unit

@@ -28,7 +28,7 @@ from hx_gateway.pyinfra_ext.operations import (
     restart_service,
 )
 from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
-from tasks.component import ComponentPreflightError, activate, refuse, reload_units
+from tasks.component import ComponentPreflightError, activate, reload_units
 
 PACKAGE = "prometheus-node-exporter"
 UNIT = "prometheus-node-exporter.service"
