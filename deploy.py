@@ -27,7 +27,7 @@ from tasks.db import db  # noqa: E402
 from tasks.gateway import gateway  # noqa: E402
 from tasks.lb import lb  # noqa: E402
 from tasks.monitor import monitor  # noqa: E402
-from tasks.monitor.node import node  # noqa: E402
+from tasks.monitor.node import node, node_removed  # noqa: E402
 from tasks.redis import redis  # noqa: E402
 
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
@@ -39,6 +39,8 @@ try:
         raise Refusal("\n".join(problems))
     for warning in plan.warnings if plan else ():  # e.g. a certificate that expires within 30 days
         logger.warning(f"{host.name}: {warning}")
+    if plan and plan.components and not plan.node:  # first: before the gateway restarts without its metrics
+        node_removed(plan.gateway.settings if plan.gateway else None)
     if plan and plan.redis:
         redis(plan.redis)
     if plan and plan.db:

@@ -26,6 +26,7 @@ from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import SettingsError
 from hx_gateway.proof.checks import VALIDATION_PLAN
 from hx_gateway.proof.fleet import fleet_validation_plan
+from hx_gateway.proof.monitor import MONITOR_VALIDATION_PLAN
 from hx_gateway.proof.redaction import redact, redact_keys
 from hx_gateway.proof.tls import CA_VALIDATION_PLAN, TLS_VALIDATION_PLAN
 from hx_gateway.proof.usage import USAGE_VALIDATION_PLAN
@@ -73,7 +74,7 @@ def validation_of(plans: Mapping[str, HostPlan]) -> dict[str, str]:
     return {**VALIDATION_PLAN, **fleet_validation_plan(fleet, caches=any(g.settings.cached_aliases for g in gateways)),
             **(TLS_VALIDATION_PLAN if any(g.tls for g in gateways) or any(lb.certificate for lb in fleet.lbs) else {}),
             **(CA_VALIDATION_PLAN if any(g.settings.ca_bundle for g in gateways) else {}),
-            **(USAGE_VALIDATION_PLAN if fleet.db else {})}
+            **(USAGE_VALIDATION_PLAN if fleet.db else {}), **(MONITOR_VALIDATION_PLAN if fleet.monitor else {})}
 
 
 def rollback_plan(records: list[dict], inventory: str) -> str:

@@ -29,6 +29,7 @@ from hx_gateway.patches import ssh_stalls
 from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
 from hx_gateway.proof.evidence import overall, print_outputs, write_evidence
 from hx_gateway.proof.fleet import balancer_checks, balancer_client_checks, cache_checks, redis_checks
+from hx_gateway.proof.monitor import targets_check
 from hx_gateway.proof.tls import TRUST_STORE, ca_marker, tls_checks, trust_store_check
 from hx_gateway.proof.usage import rows_of_call, usage_check
 from hx_gateway.pyinfra_ext.fact_cache import read_together
@@ -37,6 +38,7 @@ from hx_gateway.pyinfra_ext.facts import (
     HttpProbes,
     Listeners,
     PeerConnections,
+    PrometheusTargets,
     RedisProbe,
     VenvLitellm,
     VenvPolicy,
@@ -180,6 +182,11 @@ def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list
         for gateway, plan in gateways:
             checks.append(usage_check(gateway.name, plan.settings, secrets,
                                       lambda call_id: rows_of_call(db_host, fleet.db, call_id)))
+    if fleet.monitor:
+        monitor_host, m = state.inventory.get_host(fleet.monitor.host), fleet.monitor
+        ctx_host.set(monitor_host)
+        checks.append(targets_check(fleet, m, lambda: monitor_host.get_fact(PrometheusTargets, url=m.url,
+                                                                             sample=os.urandom(4).hex())))
     if fleet.redis:
         checks += cache_checks([(gateway.name, plan.settings) for gateway, plan in gateways], secrets)
     for lb in fleet.lbs:

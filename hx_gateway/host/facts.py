@@ -475,6 +475,20 @@ def redis_probe(host: str, port: int, env_file: str = "", timeout: float = 3.0) 
     return result
 
 
+def prometheus_targets(url: str) -> list[dict[str, str]]:
+    """Prometheus's active targets (its HTTP API, GET /api/v1/targets): job, host label, instance, health
+    (up, down, unknown: not scraped yet) and the last scrape's error; one entry with `error` when
+    Prometheus does not answer."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/targets?state=active", timeout=5) as response:
+            targets = json.load(response)["data"]["activeTargets"]
+    except (OSError, ValueError, KeyError) as exc:
+        return [{"error": f"{type(exc).__name__}: {exc}"}]
+    return [{"job": t["labels"].get("job", ""), "host": t["labels"].get("host", ""),
+             "instance": t["labels"].get("instance", ""), "health": t.get("health", ""),
+             "last_error": t.get("lastError", "")} for t in targets]
+
+
 FACTS = {
     "gateway_host": gateway_host,
     "listeners": listeners,
@@ -485,6 +499,7 @@ FACTS = {
     "component_host": component_host,
     "redis_probe": redis_probe,
     "resolve": resolve,
+    "prometheus_targets": prometheus_targets,
 }
 
 

@@ -93,6 +93,12 @@ class MonitorSettings:
     def address(self) -> str:
         return service_address(self.monitor_bind_address, self.host)
 
+    @property
+    def url(self) -> str:
+        """Prometheus's API, from the monitoring host itself (its name resolves there to the bound address)."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.monitor_port}"
+
 
 @dataclass(frozen=True)
 class LbSettings:

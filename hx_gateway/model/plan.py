@@ -114,6 +114,11 @@ class HostPlan:
     node: NodePlan | None = None  # with a `monitor` host
 
     @property
+    def components(self) -> bool:
+        """The host is in one of the component groups (the deploy manages it)."""
+        return any((self.gateway, self.redis, self.lb, self.db, self.monitor))
+
+    @property
     def warnings(self) -> tuple[str, ...]:
         """What the deploy says before changing this host, refusing nothing."""
         return (*(self.gateway.warnings if self.gateway else ()), *(self.lb.warnings if self.lb else ()))

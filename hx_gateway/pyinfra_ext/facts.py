@@ -176,6 +176,16 @@ class RedisProbe(_JsonFact):
         return host_fact("redis_probe", address, port, env_file)
 
 
+class PrometheusTargets(_JsonFact):
+    """On the monitoring host: what Prometheus scrapes and whether each target is up."""
+
+    default = list
+
+    def program(self, url: str, sample: str = "") -> Program:  # type: ignore[override]
+        # `sample` only makes each reading a fact of its own, never served from pyinfra's cache.
+        return host_fact("prometheus_targets", url)
+
+
 class PostgresHost(_JsonFact):
     """What the `db` component needs from its host (hx_gateway/host/postgres.py): the distribution, the
     clusters, and the server's role, database and migrations."""

@@ -13,12 +13,13 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, server, systemd
+from pyinfra.operations.util import any_changed
 
 from hx_gateway.model.fleet import MonitorSettings, host_part
 from hx_gateway.model.plan import NodePlan
 from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import render
-from hx_gateway.pyinfra_ext.fact_cache import read_together
+from hx_gateway.pyinfra_ext.fact_cache import cached_fact, read_together
 from hx_gateway.pyinfra_ext.facts import ComponentHost, FileStates, Resolves
 from hx_gateway.pyinfra_ext.operations import (
     ensure_directory,
@@ -98,6 +99,22 @@ def node(plan: NodePlan, gateway: Settings | None) -> None:
              check_name=f"The node exporter answers on port {m.node_exporter_port}", installed_now=installed_now)
     if gateway:
         gateway_metrics(gateway, m, allowed, facts["units"][metrics_unit(gateway)], batch)
+
+
+@deploy("Exporters for Prometheus (no `monitor` host)")
+def node_removed(gateway: Settings | None) -> None:
+    """Without a `monitor` host, what `node` set up goes: the gateway's metrics unit, and the node
+    exporter (stopped and disabled; the OS package stays) with the files the deploy wrote for it."""
+    # A unit is ours to stop when the file the deploy wrote for it is there (the node exporter's drop-in).
+    ours = [(UNIT, FILES["access"]), *([(metrics_unit(gateway), metrics_file(gateway))] if gateway else [])]
+    states = cached_fact(FileStates, **file_states_arguments([*FILES.values(), CERTIFICATES, *(f for _, f in ours)]))
+    found = [(unit, file) for unit, file in ours if states.get(file.path, {}).get("exists")]
+    if not found:
+        return
+    for unit, _ in found:
+        systemd.service(name=f"Stop and disable {unit} (no `monitor` host)", service=unit, running=False, enabled=False)
+    removed = remove_if_present([*(f for _, f in ours), CERTIFICATES], states, "no `monitor` host")
+    systemd.daemon_reload(name="systemd daemon-reload (exporter units removed)", _if=any_changed(*removed.values()))
 
 
 def gateway_metrics(settings: Settings, m: MonitorSettings, allowed: list[str], unit_state: dict,
