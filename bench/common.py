@@ -64,6 +64,17 @@ def chat_load_at_8(url: str, key: str, seconds: float, ca_bundle: str | None = N
     return {"rps": load["rps"], "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"], "errors": load["errors"]}
 
 
+def alternated_load(url: str, key: str, rounds: int, seconds: float, **on_env: str) -> dict[str, list[dict]]:
+    """chat_load_at_8 after a lab deploy without (`off`) and with (`on`) the environment `on_env`,
+    alternating `rounds` times; the lab is left as the last `on` deploy made it."""
+    found: dict[str, list[dict]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for mode in ("off", "on"):
+            lab_deploy(**{name: value if mode == "on" else None for name, value in on_env.items()})
+            found[mode].append(chat_load_at_8(url, key, seconds))
+    return found
+
+
 def round_median(rounds: list[dict], figure: str) -> float:
     """One figure's median over alternating rounds (this VM drifts by 10-30 % over minutes)."""
     return round(statistics.median(r[figure] for r in rounds), 2)

@@ -16,7 +16,7 @@ import os
 
 from common import (  # first: it puts the repository on sys.path
     REPO,
-    chat_load_at_8,
+    alternated_load,
     compared,
     lab_deploy,
     report,
@@ -43,12 +43,8 @@ def main() -> None:
     key = use_random_secrets(HX_DB_PASSWORD=f"pg-{os.urandom(24).hex()}")
     Lab(db="1").up()
     url = f"http://{address_of('hx-api')}:4000"
-    rounds: dict[str, list[dict]] = {"off": [], "on": []}
     try:
-        for _ in range(args.rounds):
-            for mode in ("off", "on"):
-                lab_deploy(HX_LAB_DB="1" if mode == "on" else None)
-                rounds[mode].append(chat_load_at_8(url, key, args.seconds))
+        rounds = alternated_load(url, key, args.rounds, args.seconds, HX_LAB_DB="1")
         writer = writer_rows_per_s(args.rows)
     finally:
         lab_deploy(HX_LAB_DB=None)  # the lab as ./hx lab leaves it

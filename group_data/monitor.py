@@ -15,6 +15,11 @@ monitor_scrape_interval = 15
 # managed host its node exporter. Both answer only the monitoring host and loopback.
 gateway_metrics_port = 9464
 node_exporter_port = 9100
+# Where the parts around the gateways answer, where those groups exist (same rule): HAProxy's own
+# exporter on each `lb` host, the OS packages' Redis and PostgreSQL exporters on the `redis` and `db` hosts.
+haproxy_exporter_port = 8405
+redis_exporter_port = 9121
+postgres_exporter_port = 9187
 # Alert thresholds. An alert fires once its condition held for alert_for_seconds.
 alert_for_seconds = 300
 # Share of a gateway's requests answered with a 5xx, over 5 minutes.

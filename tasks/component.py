@@ -10,7 +10,7 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
-from hx_gateway.model.fleet import host_part
+from hx_gateway.model.fleet import MonitorSettings, host_part
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import ComponentHost, FileStates
@@ -56,6 +56,17 @@ def bind_address(wanted: str | None, knob: str, inventory_name: str, facts: dict
     return "", [f"{knob}: None, and {host_part(inventory_name)} resolves here to {resolves}, not to one of this "
                 f"host's addresses ({', '.join(facts['addresses'])}); set {knob} to the private address the "
                 f"gateways reach"]
+
+
+def monitor_addresses(monitor: MonitorSettings, resolves: dict[str, list[str]]) -> list[str]:
+    """The monitoring host's addresses as this host sees them: the only peers its exporters answer."""
+    found = resolves.get(monitor.address, [])
+    if not found:
+        raise ComponentPreflightError(
+            f"preflight failed on {host.name} (monitoring); nothing was changed:\n  - the monitoring host "
+            f"{monitor.address} does not resolve here, so its exporters could not admit it; add it to DNS or to "
+            f"/etc/hosts here, or set monitor_bind_address to its address")
+    return sorted(found)
 
 
 def reload_units(dropin: ManagedFile, op: object, unit_state: dict, what: str) -> None:

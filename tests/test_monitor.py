@@ -12,12 +12,16 @@ import pytest
 import yaml
 from conftest import REPO, defaults, random_key
 
+import tasks.redis
 from hx_gateway.model.plan import fleet_plans
+from hx_gateway.model.secrets import SecretText
 from hx_gateway.model.settings import SettingsError
 from hx_gateway.pyinfra_ext import render
 from lab.promtool import promtool
+from tasks.db import monitor_role_sql
+from tasks.lb import render_config as render_lb_config
 from tasks.monitor import render_config, render_rules, rules_text, targets
-from tasks.monitor.node import metrics_unit
+from tasks.monitor.node import POSTGRES, REDIS, defaults_text, exporter_password, exporters_of, metrics_unit
 
 GATEWAY, MONITOR = {"litellm"}, {"monitor"}
 RULE_TESTS = Path(__file__).parent / "monitor_rules" / "rules_test.yml"
@@ -71,6 +75,7 @@ def test_the_scrape_config_names_every_host_and_gateway_from_the_inventory(tmp_p
     scraped = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
                for job in yaml.safe_load(config.read_text())["scrape_configs"]}
     assert scraped["litellm"] == ["10.0.0.1:9464", "10.0.0.2:9464"] and scraped["prometheus"] == ["10.0.0.9:9090"]
+    assert (scraped["haproxy"], scraped["redis"], scraped["postgres"]) == (["lb1:8405"], ["r1:9121"], ["d1:9187"])
     result = subprocess.run([str(promtool()), "check", "config", str(config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -132,14 +137,15 @@ def test_the_gateway_exports_metrics_only_with_a_monitor_host():
     ({"alert_5xx_ratio": 5}, "alert_5xx_ratio: 5 is out of range; set a number from 0.0001 to 1"),
     ({"alert_p99_seconds": "60"}, "alert_p99_seconds: '60' is out of range"),
     ({"monitor_private_users": "no"}, "monitor_private_users: 'no' must be True or False"),
-    ({"gateway_metrics_port": 9100}, "gateway_metrics_port and node_exporter_port: both 9100"),
+    ({"gateway_metrics_port": 9100}, "gateway_metrics_port and node_exporter_port: all 9100; one host may run"),
+    ({"haproxy_exporter_port": 4000}, "lb1: haproxy_exporter_port 4000 is the balancer's lb_port too"),
     ({"gateway_metrics_port": 4000}, "gw1: gateway_metrics_port 4000 is the gateway's bind_port too"),
     ({"monitor_retension_days": 3}, "monitor_retension_days: not a knob of this deploy (it would be ignored); "
                                     "did you mean `monitor_retention_days`?"),
 ])
 def test_bad_monitor_settings_are_refused_naming_the_knob(knobs, expected):
     data = monitored(**knobs)
-    found = problems([("gw1", data, GATEWAY), ("mon", data, MONITOR)])
+    found = problems([("gw1", data, GATEWAY), ("lb1", data, {"lb"}), ("mon", data, MONITOR)])
     assert any(expected in p for p in found), found
 
 
@@ -148,3 +154,44 @@ def test_two_monitor_hosts_or_one_without_gateways_are_refused():
     assert any("monitor: 2 hosts (m1, m2)" in p for p in problems([("gw1", data, GATEWAY), ("m1", data, MONITOR),
                                                                     ("m2", data, MONITOR)]))
     assert any("monitor: no gateways to watch" in p for p in problems([("m1", data, MONITOR)]))
+
+
+def test_the_exporters_each_host_gets_follow_its_groups():
+    plans = service()
+    names = {name: [e.package for e in exporters_of(plans[name].node)] for name in ("gw1", "r1", "d1", "lb1")}
+    assert names == {"gw1": ["prometheus-node-exporter"], "lb1": ["prometheus-node-exporter"],
+                     "r1": ["prometheus-node-exporter", "prometheus-redis-exporter"],
+                     "d1": ["prometheus-node-exporter", "prometheus-postgres-exporter"]}
+
+
+def test_the_redis_exporter_has_a_password_of_its_own_and_only_statistics():
+    plans = service()
+    redis_password = plans["r1"].redis.password
+    exporter = exporter_password(redis_password).reveal()
+    assert exporter != redis_password.reveal() and len(exporter) == 64
+    settings = defaults_text(REDIS, plans["r1"].node)
+    assert isinstance(settings, SecretText) and f"REDIS_PASSWORD={exporter}" in settings.reveal()
+    assert REDIS.defaults.mode == "600" and REDIS.defaults.secret
+    assert "hidden" in repr(settings)
+    acl = tasks.redis.render("users.acl.j2", r=plans["r1"].redis.settings, password_sha256="a" * 64,
+                             exporter_user=tasks.redis.EXPORTER_USER, exporter_sha256="b" * 64)
+    line = next(line for line in acl.splitlines() if line.startswith(f"user {tasks.redis.EXPORTER_USER} "))
+    assert "resetkeys" in line and "-@all" in line and "~" not in line and "+info" in line
+    assert redis_password.reveal() not in acl
+
+
+def test_the_postgres_exporter_logs_in_by_peer_as_a_pg_monitor_role():
+    plans = service()
+    settings = defaults_text(POSTGRES, plans["d1"].node)
+    assert "user=prometheus" in settings and "host=/run/postgresql" in settings and "password=" not in settings
+    sql = monitor_role_sql()
+    assert "GRANT pg_monitor TO prometheus" in sql and "NOSUPERUSER" in sql and "PASSWORD NULL" in sql
+
+
+def test_haproxy_exports_to_the_monitoring_host_and_loopback_only():
+    plan = service()["lb1"].lb
+    config = render_lb_config(plan.settings, plan.fleet, ["10.0.0.9"])
+    frontend = config.split("frontend metrics_in", 1)[1]
+    assert "bind :8405" in frontend and "deny unless { src 127.0.0.1 ::1 10.0.0.9 }" in frontend
+    plain = fleet_plans([("gw1", monitored(), GATEWAY), ("lb1", monitored(), {"lb"})])["lb1"].lb
+    assert "metrics_in" not in render_lb_config(plain.settings, plain.fleet)

@@ -1,9 +1,10 @@
-"""Metrics and alerts in the lab (issue 27): hx-monitor runs Prometheus from Debian's packages and
-scrapes the gateway's metrics process and every host's node exporter. Every target is up, a request
-moves the request counter by exactly one for its alias and key, the exporters answer the monitoring
-host only, a stopped backend fires its alert within the `for:` window, and removing the `monitor`
-group removes the exporters. hx-monitor is removed at the end, so the tests after this module find
-their lab."""
+"""Metrics and alerts in the lab (issue 27), on the whole service (two gateways, hx-redis, hx-lb, hx-db):
+hx-monitor runs Prometheus from Debian's packages and scrapes the gateways' metrics processes, every
+host's node exporter, HAProxy's exporter and the Redis and PostgreSQL exporters. Every target is up,
+a request moves the request counter by exactly one for its alias and key, the exporters answer the
+monitoring host only, a stopped backend fires its alert within the `for:` window, and removing the
+`monitor` group removes the exporters. The service's extra hosts are removed at the end, so the tests
+after this module find their lab (their next deploy reverts hx-api)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ import time
 
 import httpx
 import pytest
-from conftest import gateway_url, pyinfra, run_verify, ticket
+from conftest import gateway_url, pyinfra, random_key, run_verify, ticket
 
 from hx_gateway.load import chat_body
 from lab.lab import address_of, docker, exec_in
 
 pytestmark = pytest.mark.lab
 
-MONITOR_ENV = {"HX_LAB_MONITOR": "1"}
+MONITOR_ENV = {"HX_LAB_MONITOR": "1", "HX_LAB_FLEET": "1", "HX_LAB_DB": "1"}
+SERVICE_ENV = {"HX_LAB_FLEET": "1", "HX_LAB_DB": "1"}
+EXTRA_HOSTS = ("hx-monitor", "hx-api2", "hx-redis", "hx-lb", "hx-db")
 QUERY = ("import json, sys, urllib.parse, urllib.request; url = sys.argv[1] + '/api/v1/' + sys.argv[2]; "
          "print(urllib.request.urlopen(url, timeout=5).read().decode())")
 
@@ -31,7 +34,7 @@ class Monitoring:
         self.url = f"http://{address_of('hx-monitor')}:9090"
 
     def deploy(self, *args: str, monitor: bool = True):
-        return pyinfra(*args, secrets_env=self.secrets, extra_env=MONITOR_ENV if monitor else {})
+        return pyinfra(*args, secrets_env=self.secrets, extra_env=MONITOR_ENV if monitor else SERVICE_ENV)
 
     def api(self, path: str) -> dict:
         """Prometheus's HTTP API, asked from the monitoring host (nobody else reaches the exporters)."""
@@ -57,23 +60,23 @@ class Monitoring:
 
 @pytest.fixture(scope="module")
 def monitoring(lab, lab_secrets, tmp_path_factory):
-    the_lab = type(lab)(monitor=True)
+    secrets = {**lab_secrets, "HX_REDIS_PASSWORD": random_key(), "HX_DB_PASSWORD": random_key()}
+    the_lab = type(lab)(fleet=True, gateways=2, db="1", monitor=True)
     the_lab.up()
     docker("exec", "hx-monitor", "sh", "-c", "apt-get purge -y -q prometheus >/dev/null 2>&1; "
            "rm -rf /etc/prometheus /var/lib/prometheus", check=False)  # a fresh host, whatever an earlier run left
-    the_monitoring = Monitoring(lab_secrets)
+    the_monitoring = Monitoring(secrets)
     preview = the_monitoring.deploy("--dry")
     assert preview.returncode == 0, preview.output[-4000:]
     the_monitoring.preview = preview
-    the_monitoring.ticket = ticket(lab_secrets, tmp_path_factory.mktemp("monitor-ticket") / "change.md",
+    the_monitoring.ticket = ticket(secrets, tmp_path_factory.mktemp("monitor-ticket") / "change.md",
                                    extra_env=MONITOR_ENV)[0]
     run = the_monitoring.deploy()
     assert run.returncode == 0, run.output[-6000:]
     try:
         yield the_monitoring
     finally:
-        docker("rm", "-f", "-v", "hx-monitor", check=False)
-        the_monitoring.deploy(monitor=False)  # the gateway without its exporters, as the next module expects
+        docker("rm", "-f", "-v", *EXTRA_HOSTS, check=False)
 
 
 def test_it_converges_idempotently_and_verify_sees_every_target_up(monitoring, tmp_path):
@@ -85,8 +88,13 @@ def test_it_converges_idempotently_and_verify_sees_every_target_up(monitoring, t
     assert "PASS  @docker/hx-monitor     prometheus_targets_up" in result.stdout
     active = monitoring.api("targets")["activeTargets"]
     targets = {(t["labels"]["job"], t["labels"]["host"]): t["health"] for t in active}
-    assert targets == {("prometheus", "hx-monitor"): "up", ("node", "hx-api"): "up", ("node", "hx-monitor"): "up",
-                       ("litellm", "hx-api"): "up"}
+    hosts = ("hx-api", "hx-api2", "hx-redis", "hx-lb", "hx-db", "hx-monitor")
+    assert targets == {("prometheus", "hx-monitor"): "up", **{("node", h): "up" for h in hosts},
+                       ("litellm", "hx-api"): "up", ("litellm", "hx-api2"): "up", ("haproxy", "hx-lb"): "up",
+                       ("redis", "hx-redis"): "up", ("postgres", "hx-db"): "up"}
+    # The exporters reach what they watch: Redis as its own ACL user, PostgreSQL as its pg_monitor role.
+    assert monitoring.value("redis_up") == 1 and monitoring.value("pg_up") == 1
+    assert monitoring.value('sum(haproxy_server_status{proxy="litellm_gateways", state="UP"})') == 2
     rules = {r["name"]: r["health"] for g in monitoring.api("rules")["groups"] for r in g["rules"]}
     assert set(rules) >= {"HxGatewayDown", "HxBackendDown", "HxGateway5xxRate", "HxClientKeyRateLimited",
                           "HxGatewayP99Latency"} and set(rules.values()) == {"ok"}
@@ -110,9 +118,12 @@ def test_a_request_moves_the_request_counter_by_one_for_its_alias_and_key(monito
 
 
 def test_the_exporters_answer_the_monitoring_host_only(monitoring):
-    for port in (9464, 9100):  # the gateway's metrics, the node exporter: from this control node, nothing
+    closed = [("hx-api", 9464), ("hx-api", 9100), ("hx-redis", 9121), ("hx-db", 9187), ("hx-db", 9100)]
+    for name, port in closed:  # from this control node, nothing (systemd's IP allow-list drops it)
         with pytest.raises(OSError):
-            socket.create_connection((address_of("hx-api"), port), timeout=3).recv(1)
+            socket.create_connection((address_of(name), port), timeout=3).recv(1)
+    haproxy = httpx.get(f"http://{address_of('hx-lb')}:8405/metrics", timeout=10)  # HAProxy itself refuses it
+    assert haproxy.status_code == 403 and "haproxy_" not in haproxy.text
     key = monitoring.secrets["HX_CLIENT_KEY_OPEN_WEBUI"]
     leaked = httpx.get(f"{gateway_url()}/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert leaked.status_code in (401, 403) and "hx_gateway_auth_refusals" not in leaked.text
@@ -145,8 +156,9 @@ def test_removing_the_monitor_group_removes_the_exporters(monitoring):
                     "ls /etc/systemd/system; grep -c PROMETHEUS /etc/systemd/system/litellm.service", check=False)
     assert state.split()[:3] == ["inactive", "inactive", "active"], state
     assert "litellm-metrics.service" not in state and state.strip().endswith("0")
+    for name, unit in (("hx-redis", "prometheus-redis-exporter"), ("hx-db", "prometheus-postgres-exporter")):
+        assert exec_in(name, "systemctl", "is-active", unit, check=False).strip() == "inactive"
+    assert not exec_in("hx-redis", "ls", "/etc/default/", check=False).count("prometheus-redis-exporter")
+    assert "metrics_in" not in exec_in("hx-lb", "cat", "/etc/haproxy/haproxy.cfg")
     again = monitoring.deploy(monitor=False)
     assert again.returncode == 0 and again.changed_ops() == [], again.output[-4000:]
-    back = monitoring.deploy()  # and back: the exporters return at the next deploy with the group
-    assert back.returncode == 0, back.output[-4000:]
-    assert exec_in("hx-api", "systemctl", "is-active", "litellm-metrics").strip() == "active"

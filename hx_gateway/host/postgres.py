@@ -17,6 +17,10 @@ from typing import Any
 MIGRATIONS_TABLE = "hx_schema_migrations"
 
 
+# The role the PostgreSQL exporter logs in as (tasks/monitor/node.py): the OS user Debian runs it as.
+MONITOR_ROLE = "prometheus"
+
+
 def os_version(path: str = "/etc/os-release") -> str:
     """VERSION_ID of the distribution ("12"), or "" where there is none."""
     try:
@@ -56,9 +60,12 @@ def state(port: int, database: str, role: str) -> dict[str, Any]:
     """Whether the server answers, the role (salt:iterations of its SCRAM verifier and the verifier's
     sha256), whether the database exists, its applied migrations and the role's privileges.
     `database` and `role` are identifiers the deploy validated (lower-case letters, digits, '_')."""
-    answers, _ = psql(port, "SELECT 1")
+    # Whether it answers, and whether the exporter's role (with a `monitor` host) may log in and monitor.
+    answers, rows = psql(port, "SELECT coalesce((SELECT rolcanlogin AND pg_has_role(oid, 'pg_monitor', 'MEMBER') "
+                               f"FROM pg_roles WHERE rolname = '{MONITOR_ROLE}'), false)")
     found: dict[str, Any] = {"answers": answers, "role": None, "database": False, "migrations": {},
-                             "role_may_connect": False, "role_may_insert": False}
+                             "role_may_connect": False, "role_may_insert": False,
+                             "monitor_role": bool(rows) and rows[0][0] == "t"}
     if not answers:
         return found
     _, rows = psql(port, "SELECT rolcanlogin, rolsuper, split_part(coalesce(rolpassword, ''), '$', 2), "

@@ -82,6 +82,9 @@ class MonitorSettings:
     monitor_scrape_interval: int
     gateway_metrics_port: int
     node_exporter_port: int
+    haproxy_exporter_port: int
+    redis_exporter_port: int
+    postgres_exporter_port: int
     alert_for_seconds: int
     alert_5xx_ratio: float
     alert_429_per_second: float
@@ -154,6 +157,8 @@ REDIS_KNOBS = tuple(f.name for f in fields(RedisSettings) if f.name != "host")
 LB_KNOBS = tuple(f.name for f in fields(LbSettings) if f.name.startswith("lb_"))
 DB_KNOBS = tuple(f.name for f in fields(DbSettings) if f.name != "host")
 MONITOR_KNOBS = tuple(f.name for f in fields(MonitorSettings) if f.name != "host")
+EXPORTER_PORTS = ("gateway_metrics_port", "node_exporter_port", "haproxy_exporter_port", "redis_exporter_port",
+                  "postgres_exporter_port")
 
 
 def _missing(data: Mapping[str, Any], knobs: Sequence[str], group: str) -> list[str]:
@@ -224,16 +229,19 @@ def load_monitor(name: str, data: Mapping[str, Any]) -> tuple[MonitorSettings | 
         name, _int(data, "monitor_port", 1, 65535, problems), bind,
         _int(data, "monitor_retention_days", 1, 3650, problems),
         _int(data, "monitor_scrape_interval", 1, 300, problems),
-        _int(data, "gateway_metrics_port", 1, 65535, problems), _int(data, "node_exporter_port", 1, 65535, problems),
+        *(_int(data, knob, 1, 65535, problems) for knob in EXPORTER_PORTS),
         _int(data, "alert_for_seconds", 0, 86400, problems), _number(data, "alert_5xx_ratio", 0.0001, 1, problems),
         _number(data, "alert_429_per_second", 0.001, 1e6, problems),
         _number(data, "alert_p99_seconds", 0.01, 86400, problems),
         _int(data, "alert_certificate_days", 1, 365, problems), data["monitor_private_users"] is not False)
     if not isinstance(data["monitor_private_users"], bool):
         problems.append(f"monitor_private_users: {data['monitor_private_users']!r} must be True or False")
-    if settings.gateway_metrics_port == settings.node_exporter_port:
-        problems.append(f"gateway_metrics_port and node_exporter_port: both {settings.node_exporter_port}; a gateway "
-                        f"host runs both, so give them different ports")
+    ports: dict[int, list[str]] = {}
+    for knob in EXPORTER_PORTS:
+        ports.setdefault(getattr(settings, knob), []).append(knob)
+    for port, knobs in ports.items():
+        if len(knobs) > 1:
+            problems.append(f"{' and '.join(knobs)}: all {port}; one host may run them all, so give each its own port")
     return settings, problems
 
 
@@ -266,6 +274,10 @@ def fleet_problems(redis_hosts: Sequence[str], lb_hosts: Sequence[str], gateway_
                         f"Prometheus for the whole service: keep one host in the `monitor` group")
     if monitor_hosts and not gateway_hosts:
         problems.append("monitor: no gateways to watch; add hosts to the `litellm` group or remove the `monitor` group")
+    for lb in lbs if monitor else ():
+        if lb.lb_port == monitor.haproxy_exporter_port:
+            problems.append(f"{lb.host}: haproxy_exporter_port {lb.lb_port} is the balancer's lb_port too; give it a "
+                            f"port of its own in group_data/monitor.py")
     for name, settings in gateways.items() if monitor else ():
         taken = {settings.bind_port: "bind_port"}
         for knob in ("gateway_metrics_port", "node_exporter_port"):

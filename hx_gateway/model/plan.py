@@ -91,6 +91,12 @@ class NodePlan:
 
     monitor: MonitorSettings
     certificates: tuple[CertificateSummary, ...] = ()
+    # The exporters of the parts this host runs: HAProxy's own, Redis's (it logs in as its own ACL user,
+    # whose password is derived from the gateways': tasks/monitor/exporters.py), PostgreSQL's.
+    lb: bool = False
+    redis: RedisSettings | None = None
+    redis_password: SecretText | None = None
+    db: DbSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +244,8 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
             lb=LbPlan(lbs[name], fleet, *lb_tls[name]) if name in lbs else None,
             db=DbPlan(dbs[name], db_password, fleet) if name in dbs and db_password else None,
             monitor=MonitorPlan(monitors[name], fleet) if name in monitors else None,
-            node=NodePlan(monitor, served_certificates(gateway, lb_tls.get(name, (None,))[0]))
+            node=NodePlan(monitor, served_certificates(gateway, lb_tls.get(name, (None,))[0]), lb=name in lbs,
+                          redis=redis.get(name), redis_password=password if name in redis else None, db=dbs.get(name))
             if monitor and name in fleet.hosts else None)
     return plans
 

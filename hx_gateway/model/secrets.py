@@ -6,6 +6,7 @@ They never travel through pyinfra host data (which `-v` may print); tasks receiv
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -178,3 +179,10 @@ def _key_problems(label: str, value: str, is_lab: bool) -> list[str]:
     if not is_lab and len(value) < MIN_KEY_LENGTH:
         return [f"{label}: only {len(value)} characters; use at least {MIN_KEY_LENGTH} outside the lab"]
     return []
+
+
+def derived_secret(secret: str, purpose: str) -> SecretText:
+    """A secret for one purpose, made from an operator's secret (HMAC-SHA256): the Redis exporter's
+    password from the gateways' Redis password. It changes when that secret does; it never leaves the
+    host that uses it, and knowing it tells nothing of the secret it came from."""
+    return SecretText(hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest())

@@ -16,6 +16,7 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import apt
 
+from hx_gateway.host.postgres import MONITOR_ROLE
 from hx_gateway.model.fleet import DbSettings, Fleet, host_part
 from hx_gateway.model.plan import DbPlan
 from hx_gateway.model.secrets import SecretText
@@ -86,6 +87,15 @@ def database_sql(settings: DbSettings) -> str:
             f"REVOKE ALL ON DATABASE {settings.db_name} FROM PUBLIC;\n")
 
 
+def monitor_role_sql() -> str:
+    """The exporter's role: it may log in (only over the local socket, as the OS user of its name: the
+    package's `local ... peer` line) and read the statistics views (pg_monitor), nothing else."""
+    return (f"DO $hx$ BEGIN\n  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{MONITOR_ROLE}') THEN\n"
+            f"    CREATE ROLE {MONITOR_ROLE} LOGIN;\n  END IF;\nEND $hx$;\n"
+            f"ALTER ROLE {MONITOR_ROLE} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD NULL;\n"
+            f"GRANT pg_monitor TO {MONITOR_ROLE};\n")
+
+
 def grants_sql(settings: DbSettings) -> str:
     return (f"GRANT CONNECT ON DATABASE {settings.db_name} TO {settings.db_user};\n"
             f"GRANT INSERT ON usage_requests TO {settings.db_user};\n")
@@ -127,6 +137,11 @@ def db(plan: DbPlan) -> None:
              check=ANSWERS.format(port=s.db_port, unit=unit), check_name=f"PostgreSQL answers on port {s.db_port}",
              installed_now=installed_now)
     database(s, plan.password, pg, todo)
+    if plan.fleet.monitor and not pg["monitor_role"]:
+        changes.record("database", f"role {MONITOR_ROLE}", "create: the exporter's (login over the local socket, "
+                                                          "pg_monitor only)")
+        run_sql(name=f"PostgreSQL role {MONITOR_ROLE} for the exporter (peer login on the local socket, pg_monitor)",
+                sql=monitor_role_sql(), port=s.db_port)
 
 
 def database(s: DbSettings, password: SecretText, pg: dict, todo: list[migrations.Migration]) -> None:

@@ -14,16 +14,17 @@ import ipaddress
 import json
 from pathlib import Path
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt
 
 from hx_gateway.host import haproxy as host_haproxy
 from hx_gateway.model.fleet import Fleet, LbSettings, host_part
 from hx_gateway.model.plan import LbPlan
-from hx_gateway.pyinfra_ext.facts import shell_command
+from hx_gateway.pyinfra_ext.facts import Resolves, shell_command
 from hx_gateway.pyinfra_ext.operations import certificate_change, managed_file, remove_if_present, trust_ca
 from hx_gateway.pyinfra_ext.render import CA, ManagedFile, template_environment
-from tasks.component import activate, read_component_host
+from tasks.component import activate, monitor_addresses, read_component_host
 
 PACKAGE = "haproxy"
 UNIT = "haproxy.service"
@@ -49,11 +50,15 @@ _env = template_environment("lb")
 _env.filters["host_port"] = host_port
 
 
-def render_config(settings: LbSettings, fleet: Fleet) -> str:
+def render_config(settings: LbSettings, fleet: Fleet, monitor_addresses: list[str] | None = None) -> str:
+    """`monitor_addresses`: the monitoring host's addresses as this host resolves them (with a `monitor`
+    host: HAProxy's exporter answers them and loopback only)."""
+    metrics = {"bind": f":{fleet.monitor.haproxy_exporter_port}", "monitor": fleet.monitor.address,
+               "allowed": monitor_addresses or []} if fleet.monitor else None
     return _env.get_template("haproxy.cfg.j2").render(
         lb=settings, members=fleet.gateways, backend=BACKEND, socket=SOCKET,
         bind=host_port(settings.lb_bind_host, settings.lb_port), tls=settings.serves_tls,
-        certificate=CERTIFICATE.path)
+        certificate=CERTIFICATE.path, metrics=metrics)
 
 
 def runtime_command(command: str, *args: object) -> str:
@@ -72,6 +77,8 @@ def serves_every_gateway(fleet: Fleet) -> str:
 def lb(plan: LbPlan) -> None:
     facts = read_component_host("lb", host_part(plan.settings.host), UNIT, PACKAGE, list(FILES), reloads=True,
                                 unread=(CA,))  # HAProxy never reads the CA: no reload for it
+    monitor = plan.fleet.monitor
+    allowed = monitor_addresses(monitor, host.get_fact(Resolves, names=(monitor.address,))) if monitor else None
     if not facts["versions"][PACKAGE]:
         apt.packages(name="Install haproxy (OS package)", packages=[PACKAGE], update=True)
     trust_ca(plan.ca_pem, facts["files"], FILES)
@@ -83,7 +90,7 @@ def lb(plan: LbPlan) -> None:
                     managed_file(name=f"HAProxy TLS private key {KEY.path} (contents hidden)", file=KEY,
                                  content=plan.tls.key, batch=FILES)]
     changed.append(managed_file(name=f"HAProxy {CONFIG.path}", file=CONFIG,
-                                content=render_config(plan.settings, plan.fleet), batch=FILES,
+                                content=render_config(plan.settings, plan.fleet, allowed), batch=FILES,
                                 check="haproxy -c -q -f {}"))
     if not plan.tls:  # after the configuration that no longer reads them
         changed += remove_if_present([CERTIFICATE, KEY], facts["files"], "TLS no longer declared").values()

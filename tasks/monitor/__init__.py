@@ -49,13 +49,31 @@ class Target:
     host: str  # the host part of its inventory name: the `host` label
     address: str  # host:port, as Prometheus reaches it
 
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"host": self.host}
+
+
+@dataclass(frozen=True)
+class GatewayTarget(Target):
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"host": self.host, "gateway": self.host}  # what the gateway alerts group by
+
 
 def targets(fleet: Fleet, monitor: MonitorSettings) -> dict[str, list[Target]]:
     """What Prometheus scrapes, by job, from the inventory: each managed host's node exporter, each
-    gateway's metrics process."""
+    gateway's metrics process, and the exporters of the parts that exist (tasks/monitor/node.py, and
+    HAProxy's own: tasks/lb/)."""
+    def at(name: str, port: int) -> Target:
+        return Target(host_part(name), f"{host_part(name)}:{port}")
+
     return {
-        "node": [Target(host_part(name), f"{host_part(name)}:{monitor.node_exporter_port}") for name in fleet.hosts],
-        "litellm": [Target(m.name, f"{m.address}:{monitor.gateway_metrics_port}") for m in fleet.gateways],
+        "node": [at(name, monitor.node_exporter_port) for name in fleet.hosts],
+        "litellm": [GatewayTarget(m.name, f"{m.address}:{monitor.gateway_metrics_port}") for m in fleet.gateways],
+        "haproxy": [at(lb.host, monitor.haproxy_exporter_port) for lb in fleet.lbs],
+        "redis": [at(fleet.redis.host, monitor.redis_exporter_port)] if fleet.redis else [],
+        "postgres": [at(fleet.db.host, monitor.postgres_exporter_port)] if fleet.db else [],
     }
 
 
@@ -67,7 +85,7 @@ def render_config(plan: MonitorPlan, address: str, rules_path: str = RULES_PATH)
     m, jobs = plan.settings, targets(plan.fleet, plan.settings)
     return _env.get_template("prometheus.yml.j2").render(
         m=m, rules_path=rules_path, self_target=listen_address(address, m.monitor_port), monitor_host=host_part(m.host),
-        nodes=jobs["node"], gateways=jobs["litellm"], exporters=[])
+        jobs=jobs)
 
 
 def render_rules(plan: MonitorPlan) -> str:

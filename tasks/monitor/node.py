@@ -1,6 +1,7 @@
-"""What every host the deploy manages exports to the `monitor` host: the OS package's node exporter
-(answering the monitoring host and loopback only), the expiry of the certificates the host serves (its
-textfile collector) and, on a gateway, LiteLLM's own metrics process beside the service.
+"""What every host the deploy manages exports to the `monitor` host, answering the monitoring host and
+loopback only: the OS packages' node exporter (with the expiry of the certificates the host serves, in
+its textfile collector), their Redis and PostgreSQL exporters on the `redis` and `db` hosts and, on a
+gateway, LiteLLM's own metrics process beside the service (HAProxy exports by itself: tasks/lb/).
 
 preflight (what the monitoring host's name resolves to here) -> install (the package, without its
 recommends) -> configure (the command line, an access and hardening drop-in, the certificates file)
@@ -10,13 +11,17 @@ Knobs: group_data/monitor.py; templates: templates/monitor/.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, server, systemd
 from pyinfra.operations.util import any_changed
 
+from hx_gateway.host.postgres import MONITOR_ROLE
 from hx_gateway.model.fleet import MonitorSettings, host_part
 from hx_gateway.model.plan import NodePlan
+from hx_gateway.model.secrets import SecretText
 from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import render
 from hx_gateway.pyinfra_ext.fact_cache import cached_fact, read_together
@@ -29,20 +34,49 @@ from hx_gateway.pyinfra_ext.operations import (
     restart_service,
 )
 from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
-from tasks.component import ComponentPreflightError, activate, reload_units
+from tasks.component import activate, monitor_addresses, reload_units
+from tasks.redis import EXPORTER_USER, exporter_password
 
-PACKAGE = "prometheus-node-exporter"
-UNIT = "prometheus-node-exporter.service"
-DROPIN = ManagedDirectory(f"/etc/systemd/system/{UNIT}.d", "root", "root", "755")
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's, made by the package
-FILES = {
-    "args": ManagedFile("/etc/default/prometheus-node-exporter", "root", "root", "644"),
-    "access": ManagedFile(f"{DROPIN.path}/hx-access.conf", "root", "root", "644"),
-}
 CERTIFICATES = ManagedFile(f"{TEXTFILE_DIR}/hx_tls.prom", "root", "root", "644")
 ANSWERS = ("for i in $(seq 1 50); do python3 -c 'import urllib.request,sys; urllib.request.urlopen(sys.argv[1], "
            "timeout=2)' {url} 2>/dev/null && exit 0; sleep 0.2; done; echo \"{what} does not answer on {url}\" >&2; "
            "journalctl -u {unit} -n 20 --no-pager >&2; exit 1")
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """An exporter from the OS packages: its unit reads /etc/default/<package> (rendered from
+    templates/monitor/<package>.default.j2) and gets the deploy's access drop-in; it restarts when
+    either changed."""
+
+    what: str
+    package: str
+    port_knob: str  # its MonitorSettings field
+    secret: bool = False  # its settings hold a password
+
+    @property
+    def unit(self) -> str:
+        return f"{self.package}.service"
+
+    @property
+    def dropin(self) -> ManagedDirectory:
+        return ManagedDirectory(f"/etc/systemd/system/{self.unit}.d", "root", "root", "755")
+
+    @property
+    def defaults(self) -> ManagedFile:
+        return ManagedFile(f"/etc/default/{self.package}", "root", "root", "600" if self.secret else "644",
+                           secret=self.secret, dotenv=self.secret)
+
+    @property
+    def access(self) -> ManagedFile:
+        return ManagedFile(f"{self.dropin.path}/hx-access.conf", "root", "root", "644")
+
+
+NODE = Exporter("The node exporter", "prometheus-node-exporter", "node_exporter_port")
+REDIS = Exporter("The Redis exporter", "prometheus-redis-exporter", "redis_exporter_port", secret=True)
+POSTGRES = Exporter("The PostgreSQL exporter", "prometheus-postgres-exporter", "postgres_exporter_port")
+EXPORTERS = (NODE, REDIS, POSTGRES)
 
 _env = template_environment("monitor")
 
@@ -55,48 +89,59 @@ def metrics_file(settings: Settings) -> ManagedFile:
     return ManagedFile(f"/etc/systemd/system/{metrics_unit(settings)}", "root", "root", "644")
 
 
-def monitor_addresses(monitor: MonitorSettings, resolves: dict[str, list[str]]) -> list[str]:
-    """The monitoring host's addresses as this host sees them: the only peers its exporters answer."""
-    found = resolves.get(monitor.address, [])
-    if not found:
-        raise ComponentPreflightError(
-            f"preflight failed on {host.name} (monitoring); nothing was changed:\n  - the monitoring host "
-            f"{monitor.address} does not resolve here, so its exporters could not admit it; add it to DNS or to "
-            f"/etc/hosts here, or set monitor_bind_address to its address")
-    return sorted(found)
+def exporters_of(plan: NodePlan) -> list[Exporter]:
+    return [NODE, *([REDIS] if plan.redis else []), *([POSTGRES] if plan.db else [])]
+
+
+def defaults_text(exporter: Exporter, plan: NodePlan) -> str | SecretText:
+    template = _env.get_template(f"{exporter.package}.default.j2")
+    if exporter is REDIS and plan.redis and plan.redis_password:
+        return SecretText(template.render(m=plan.monitor, redis=plan.redis, user=EXPORTER_USER,
+                                          password=exporter_password(plan.redis_password).reveal()))
+    return template.render(m=plan.monitor, textfile_dir=TEXTFILE_DIR, db=plan.db, role=MONITOR_ROLE)
 
 
 @deploy("Exporters for Prometheus")
 def node(plan: NodePlan, gateway: Settings | None) -> None:
-    m = plan.monitor
-    files = [*FILES.values(), CERTIFICATES, *([metrics_file(gateway)] if gateway else [])]
-    units = (UNIT, *([metrics_unit(gateway)] if gateway else []))
+    m, exporters = plan.monitor, exporters_of(plan)
+    files = [*(f for e in exporters for f in (e.defaults, e.access)), CERTIFICATES,
+             *([metrics_file(gateway)] if gateway else [])]
+    units = (*(e.unit for e in exporters), *([metrics_unit(gateway)] if gateway else []))
     facts, states, resolves = read_together(
-        (ComponentHost, {"host_name": host_part(host.name), "units": units, "packages": (PACKAGE,),
-                         "directories": (DROPIN.path,), "reads": tuple(f.path for f in FILES.values()),
-                         "reloads": False}),
+        (ComponentHost, {"host_name": host_part(host.name), "units": units,
+                         "packages": tuple(e.package for e in exporters), "directories": tuple(e.dropin.path
+                                                                                       for e in exporters),
+                         "reads": tuple(f.path for e in exporters for f in (e.defaults, e.access)), "reloads": False}),
         (FileStates, file_states_arguments(files)), (Resolves, {"names": (m.address,)}))
     allowed = monitor_addresses(m, resolves)
-    installed_now = not facts["versions"][PACKAGE]
-    if installed_now:
-        apt.packages(name="Install the node exporter (OS package, without its recommends)", packages=[PACKAGE],
+    missing = [e.package for e in exporters if not facts["versions"][e.package]]
+    if missing:
+        apt.packages(name=f"Install {', '.join(missing)} (OS packages, without their recommends)", packages=missing,
                      no_recommends=True, update=True)
-    contents = {"args": _env.get_template("node-exporter.default.j2").render(m=m, textfile_dir=TEXTFILE_DIR),
-                "access": _env.get_template("access.conf.j2").render(monitor=m.address, allowed=allowed)}
     batch = tuple(files)
-    ensure_directory(DROPIN, facts["directories"])
-    ops = {key: managed_file(name=f"Node exporter {file.path}", file=file, content=contents[key], batch=batch)
-           for key, file in FILES.items()}
+    access = _env.get_template("access.conf.j2").render(monitor=m.address, allowed=allowed)
+    for exporter in exporters:
+        ensure_directory(exporter.dropin, facts["directories"])
+        hidden = " (contents hidden)" if exporter.secret else ""
+        ops = [managed_file(name=f"{exporter.what}: {exporter.defaults.path}{hidden}", file=exporter.defaults,
+                            content=defaults_text(exporter, plan), batch=batch),
+               managed_file(name=f"{exporter.what}: {exporter.access.path}", file=exporter.access, content=access,
+                            batch=batch)]
+        # One reading for every unit names all exporters' files: a unit is stale only for its own.
+        own = (exporter.defaults.path, exporter.access.path)
+        unit_state = {**facts["units"][exporter.unit],
+                      "stale": [p for p in facts["units"][exporter.unit].get("stale", []) if p in own]}
+        reload_units(exporter.access, ops[1], unit_state, exporter.what)
+        port = getattr(m, exporter.port_knob)
+        url = f"http://127.0.0.1:{port}/metrics"
+        activate(exporter.unit, unit_state, ops, reload=False,
+                 check=ANSWERS.format(url=url, what=exporter.what, unit=exporter.unit),
+                 check_name=f"{exporter.what} answers on port {port}", installed_now=exporter.package in missing)
     if plan.certificates:
         managed_file(name=f"Certificate expiry for Prometheus {CERTIFICATES.path}", file=CERTIFICATES,
                      content=_env.get_template("tls.prom.j2").render(certificates=plan.certificates), batch=batch)
     else:
         remove_if_present([CERTIFICATES], states, "this host serves no certificate")
-    reload_units(FILES["access"], ops["access"], facts["units"][UNIT], "node exporter")
-    url = f"http://127.0.0.1:{m.node_exporter_port}/metrics"
-    activate(UNIT, facts["units"][UNIT], list(ops.values()), reload=False,
-             check=ANSWERS.format(url=url, what="The node exporter", unit=UNIT),
-             check_name=f"The node exporter answers on port {m.node_exporter_port}", installed_now=installed_now)
     if gateway:
         gateway_metrics(gateway, m, allowed, facts["units"][metrics_unit(gateway)], batch)
 
@@ -105,15 +150,18 @@ def node(plan: NodePlan, gateway: Settings | None) -> None:
 def node_removed(gateway: Settings | None) -> None:
     """Without a `monitor` host, what `node` set up goes: the gateway's metrics unit, and the node
     exporter (stopped and disabled; the OS package stays) with the files the deploy wrote for it."""
-    # A unit is ours to stop when the file the deploy wrote for it is there (the node exporter's drop-in).
-    ours = [(UNIT, FILES["access"]), *([(metrics_unit(gateway), metrics_file(gateway))] if gateway else [])]
-    states = cached_fact(FileStates, **file_states_arguments([*FILES.values(), CERTIFICATES, *(f for _, f in ours)]))
+    # A unit is ours to stop when the file the deploy wrote for it is there (an exporter's access drop-in).
+    ours = [*((e.unit, e.access) for e in EXPORTERS),
+            *([(metrics_unit(gateway), metrics_file(gateway))] if gateway else [])]
+    written = [*(f for e in EXPORTERS for f in (e.defaults, e.access)), CERTIFICATES, *(f for _, f in ours)]
+    states = cached_fact(FileStates, **file_states_arguments(written))
     found = [(unit, file) for unit, file in ours if states.get(file.path, {}).get("exists")]
     if not found:
         return
     for unit, _ in found:
         systemd.service(name=f"Stop and disable {unit} (no `monitor` host)", service=unit, running=False, enabled=False)
-    removed = remove_if_present([*(f for _, f in ours), CERTIFICATES], states, "no `monitor` host")
+    secrets = [e.defaults for e in EXPORTERS if e.secret]  # a password stays on no host that no longer needs it
+    removed = remove_if_present([*(f for _, f in ours), CERTIFICATES, *secrets], states, "no `monitor` host")
     systemd.daemon_reload(name="systemd daemon-reload (exporter units removed)", _if=any_changed(*removed.values()))
 
 

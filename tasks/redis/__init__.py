@@ -16,7 +16,7 @@ from pyinfra.operations import apt
 
 from hx_gateway.model.fleet import host_part
 from hx_gateway.model.plan import RedisPlan
-from hx_gateway.model.secrets import SecretText
+from hx_gateway.model.secrets import SecretText, derived_secret
 from hx_gateway.pyinfra_ext.operations import ensure_directory, managed_file
 from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
 from tasks.component import activate, bind_address, read_component_host, refuse, reload_units
@@ -41,7 +41,15 @@ ANSWERS = ("for i in $(seq 1 50); do r=$(redis-cli -h 127.0.0.1 -p {port} ping 2
            "echo \"Redis does not answer with NOAUTH on port {port} (got: $r)\" >&2; "
            "journalctl -u redis-server -n 20 --no-pager >&2; exit 1")
 
+# With a `monitor` host, the Redis exporter (tasks/monitor/exporters.py) logs in as this user: it may read
+# INFO and a few statistics, no key and no channel.
+EXPORTER_USER = "hx-exporter"
+
 _env = template_environment("redis")
+
+
+def exporter_password(password: SecretText) -> SecretText:
+    return derived_secret(password.reveal(), "hx-gateway redis exporter")
 
 
 def render(name: str, **values: object) -> str:
@@ -57,8 +65,11 @@ def redis(plan: RedisPlan) -> None:
     if not facts["versions"][PACKAGE]:
         apt.packages(name="Install redis-server (OS package)", packages=[PACKAGE], update=True)
     digest = hashlib.sha256(plan.password.reveal().encode()).hexdigest()
+    exporter = exporter_password(plan.password) if plan.fleet.monitor else None
+    exporter_digest = hashlib.sha256(exporter.reveal().encode()).hexdigest() if exporter else ""
     contents = {
-        "acl": SecretText(render("users.acl.j2", r=settings, password_sha256=digest)),
+        "acl": SecretText(render("users.acl.j2", r=settings, password_sha256=digest, exporter_user=EXPORTER_USER,
+                                 exporter_sha256=exporter_digest)),
         "conf": render("redis.conf.j2", r=settings, bind_address=address, acl_path=FILES["acl"].path),
         "hardening": render("hardening.conf.j2", r=settings),
     }
