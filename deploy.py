@@ -23,11 +23,12 @@ from hx_gateway.model.plan import run_plans  # noqa: E402
 from hx_gateway.model.refusal import Refusal, refuse  # noqa: E402
 from hx_gateway.pyinfra_ext.announce import announce_plan_verdict  # noqa: E402
 from hx_gateway.pyinfra_ext.command_line import command_line_problems  # noqa: E402
+from hx_gateway.pyinfra_ext.fact_cache import read_later  # noqa: E402
 from tasks.db import db  # noqa: E402
 from tasks.gateway import gateway  # noqa: E402
 from tasks.lb import lb  # noqa: E402
 from tasks.monitor import monitor  # noqa: E402
-from tasks.monitor.node import node, node_removed  # noqa: E402
+from tasks.monitor.node import node, node_removed, removal_reads  # noqa: E402
 from tasks.redis import redis  # noqa: E402
 
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
@@ -39,8 +40,9 @@ try:
         raise Refusal("\n".join(problems))
     for warning in plan.warnings if plan else ():  # e.g. a certificate that expires within 30 days
         logger.warning(f"{host.name}: {warning}")
-    if plan and plan.components and not plan.node:  # first: before the gateway restarts without its metrics
-        node_removed(plan.gateway.settings if plan.gateway else None)
+    unmonitored = bool(plan and plan.components and not plan.node)
+    if unmonitored:  # whether monitoring was set up here: read with the component's own reading
+        read_later(*removal_reads(plan.gateway.settings if plan.gateway else None))
     if plan and plan.redis:
         redis(plan.redis)
     if plan and plan.db:
@@ -53,5 +55,7 @@ try:
         node(plan.node, plan.gateway.settings if plan.gateway else None)
     if plan and plan.monitor:
         monitor(plan.monitor)
+    if unmonitored:  # the exporters go (a restarted gateway's metrics unit did not start: no directory)
+        node_removed(plan.gateway.settings if plan.gateway else None)
 except Refusal as refusal:
     raise refuse(state, refusal) from None

@@ -146,15 +146,26 @@ def node(plan: NodePlan, gateway: Settings | None) -> None:
         gateway_metrics(gateway, m, allowed, facts["units"][metrics_unit(gateway)], batch)
 
 
+def _units_ours(gateway: Settings | None) -> list[tuple[str, ManagedFile]]:
+    """A unit is ours to stop when the file the deploy wrote for it is there (an exporter's access drop-in)."""
+    return [*((e.unit, e.access) for e in EXPORTERS), *([(metrics_unit(gateway), metrics_file(gateway))]
+                                                         if gateway else [])]
+
+
+def removal_reads(gateway: Settings | None) -> list[tuple[type[FileStates], dict]]:
+    """What `node_removed` reads (for fact_cache.read_later: the component's own reading brings it)."""
+    written = [*(f for e in EXPORTERS for f in (e.defaults, e.access)), CERTIFICATES,
+               *(f for _, f in _units_ours(gateway))]
+    return [(FileStates, file_states_arguments(written))]
+
+
 @deploy("Exporters for Prometheus (no `monitor` host)")
 def node_removed(gateway: Settings | None) -> None:
     """Without a `monitor` host, what `node` set up goes: the gateway's metrics unit, and the node
     exporter (stopped and disabled; the OS package stays) with the files the deploy wrote for it."""
-    # A unit is ours to stop when the file the deploy wrote for it is there (an exporter's access drop-in).
-    ours = [*((e.unit, e.access) for e in EXPORTERS),
-            *([(metrics_unit(gateway), metrics_file(gateway))] if gateway else [])]
-    written = [*(f for e in EXPORTERS for f in (e.defaults, e.access)), CERTIFICATES, *(f for _, f in ours)]
-    states = cached_fact(FileStates, **file_states_arguments(written))
+    ours = _units_ours(gateway)
+    (fact, arguments), = removal_reads(gateway)
+    states = cached_fact(fact, **arguments)
     found = [(unit, file) for unit, file in ours if states.get(file.path, {}).get("exists")]
     if not found:
         return
