@@ -42,10 +42,14 @@ class DestroyError(RuntimeError):
 
 
 def spec_of(s: Settings, keep_data: bool) -> dict[str, Any]:
+    from tasks.monitor.node import metrics_file, metrics_unit  # the monitoring component owns its unit
+
     files = files_read(s)  # with what a part switched off may have left (TLS files, the CA)
     return {
         "unit": f"{s.service_name}.service", "unit_path": managed_files(s)["unit"].path, "port": s.bind_port,
-        "files": [f.path for f in files], "secret_files": [f.path for f in files if f.secret],
+        # The gateway's metrics process (with a `monitor` host): stopped first, its unit file removed.
+        "companions": [metrics_unit(s)],
+        "files": [*(f.path for f in files), metrics_file(s).path], "secret_files": [f.path for f in files if f.secret],
         "config_dir": s.config_dir, "venv_root": s.venv_root, "cache_dir": CACHE_ON_TARGET,
         "store": STORE, "state_dir": str(Path(STORE).parent), "keep_data": keep_data,
         "account": {"user": s.service_user, "group": s.service_group},

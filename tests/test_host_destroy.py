@@ -89,3 +89,10 @@ def test_the_operators_ca_leaves_the_trust_store_with_the_rest(deployed: dict, t
     destroy.apply(spec)
     assert not (cas / "hx-gateway-ca.crt").exists() and "update-ca" in (tmp_path / "calls").read_text()
     assert destroy.plan(spec) == []
+
+
+def test_the_gateways_metrics_process_is_stopped_before_the_gateway(deployed: dict, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(destroy, "unit_present", lambda unit: unit in ("litellm-metrics.service", "litellm.service"))
+    planned = destroy.plan({**deployed, "companions": ["litellm-metrics.service"]})
+    assert planned[:2] == [{"action": "stop and disable", "target": "litellm-metrics.service"},
+                           {"action": "stop and disable", "target": "litellm.service"}]

@@ -195,3 +195,16 @@ def test_haproxy_exports_to_the_monitoring_host_and_loopback_only():
     assert "bind :8405" in frontend and "deny unless { src 127.0.0.1 ::1 10.0.0.9 }" in frontend
     plain = fleet_plans([("gw1", monitored(), GATEWAY), ("lb1", monitored(), {"lb"})])["lb1"].lb
     assert "metrics_in" not in render_lb_config(plain.settings, plain.fleet)
+
+
+def test_the_certificates_file_is_what_the_node_exporters_textfile_collector_reads():
+    import datetime as dt
+
+    from hx_gateway.model.tls import CertificateSummary
+    from tasks.monitor.node import certificates_text
+
+    expires = dt.datetime(2027, 3, 1, tzinfo=dt.timezone.utc)
+    text = certificates_text((CertificateSummary("0a1b", ("hx-api",), expires),))
+    assert f'hx_tls_certificate_expiry_timestamp_seconds{{serial="0a1b"}} {int(expires.timestamp())}' in text
+    check = subprocess.run([str(promtool()), "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

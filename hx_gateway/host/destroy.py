@@ -8,7 +8,8 @@ put on, and nothing else. Sent as this file's text by hx_gateway/destroy.py.
 The plan is computed from the host as it is, the same way for `plan` and `apply`, so a dry run lists
 exactly what a real run removes; every action is idempotent, so a run killed half-way and run again
 finishes the job. What it removes, by origin:
-- the unit the deploy wrote (stopped and disabled first) and any canary unit it left running;
+- the unit the deploy wrote (stopped and disabled first, after its companions: the metrics process
+  a `monitor` host adds) and any canary unit it left running;
 - the managed files (config, env file, auth and speed-ups modules, key digests, unit), their
   `.hx-new` temporaries and the modules' compiled copies in `__pycache__`; the config directory
   when nothing else is in it;
@@ -107,6 +108,7 @@ def bytecode_of_modules(files: list[str]) -> list[dict[str, str]]:
 
 def plan(spec: dict) -> list[dict[str, str]]:
     actions: list[dict[str, str]] = []
+    actions += [{"action": "stop and disable", "target": u} for u in spec.get("companions", []) if unit_present(u)]
     if unit_present(spec["unit"]):
         actions.append({"action": "stop and disable", "target": spec["unit"]})
     actions += [{"action": "stop", "target": unit} for unit in canary_units()]

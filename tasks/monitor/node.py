@@ -23,6 +23,7 @@ from hx_gateway.model.fleet import MonitorSettings, host_part
 from hx_gateway.model.plan import NodePlan
 from hx_gateway.model.secrets import SecretText
 from hx_gateway.model.settings import Settings
+from hx_gateway.model.tls import CertificateSummary
 from hx_gateway.pyinfra_ext import render
 from hx_gateway.pyinfra_ext.fact_cache import cached_fact, read_together
 from hx_gateway.pyinfra_ext.facts import ComponentHost, FileStates, Resolves
@@ -89,6 +90,11 @@ def metrics_file(settings: Settings) -> ManagedFile:
     return ManagedFile(f"/etc/systemd/system/{metrics_unit(settings)}", "root", "root", "644")
 
 
+def certificates_text(certificates: tuple[CertificateSummary, ...]) -> str:
+    """When each certificate the host serves expires, for the node exporter's textfile collector."""
+    return _env.get_template("tls.prom.j2").render(certificates=certificates)
+
+
 def exporters_of(plan: NodePlan) -> list[Exporter]:
     return [NODE, *([REDIS] if plan.redis else []), *([POSTGRES] if plan.db else [])]
 
@@ -139,7 +145,7 @@ def node(plan: NodePlan, gateway: Settings | None) -> None:
                  check_name=f"{exporter.what} answers on port {port}", installed_now=exporter.package in missing)
     if plan.certificates:
         managed_file(name=f"Certificate expiry for Prometheus {CERTIFICATES.path}", file=CERTIFICATES,
-                     content=_env.get_template("tls.prom.j2").render(certificates=plan.certificates), batch=batch)
+                     content=certificates_text(plan.certificates), batch=batch)
     else:
         remove_if_present([CERTIFICATES], states, "this host serves no certificate")
     if gateway:
