@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from hx_gateway.model.settings import (
@@ -41,8 +41,20 @@ def service_address(bind_address: str | None, inventory_name: str) -> str:
     return bind_address or host_part(inventory_name)
 
 
+class _ServiceHost:
+    """A host of the service the gateways (or the monitor) connect to: where, from its bind knob."""
+
+    BIND_KNOB: ClassVar[str]
+    host: str  # inventory name
+
+    @property
+    def address(self) -> str:
+        return service_address(getattr(self, self.BIND_KNOB), self.host)
+
+
 @dataclass(frozen=True)
-class RedisSettings:
+class RedisSettings(_ServiceHost):
+    BIND_KNOB = "redis_bind_address"
     host: str  # inventory name
     redis_port: int
     redis_bind_address: str | None
@@ -50,17 +62,14 @@ class RedisSettings:
     redis_maxmemory_mb: int
     redis_private_users: bool
 
-    @property
-    def address(self) -> str:
-        return service_address(self.redis_bind_address, self.host)
-
 
 # A PostgreSQL identifier that needs no quoting anywhere (SQL, pg_hba.conf, a libpq keyword).
 SQL_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
-class DbSettings:
+class DbSettings(_ServiceHost):
+    BIND_KNOB = "db_bind_address"
     host: str  # inventory name
     db_port: int
     db_bind_address: str | None
@@ -68,13 +77,10 @@ class DbSettings:
     db_user: str
     db_queue_rows: int
 
-    @property
-    def address(self) -> str:
-        return service_address(self.db_bind_address, self.host)
-
 
 @dataclass(frozen=True)
-class MonitorSettings:
+class MonitorSettings(_ServiceHost):
+    BIND_KNOB = "monitor_bind_address"
     host: str  # inventory name
     monitor_port: int
     monitor_bind_address: str | None
@@ -91,10 +97,6 @@ class MonitorSettings:
     alert_p99_seconds: float
     alert_certificate_days: int
     monitor_private_users: bool
-
-    @property
-    def address(self) -> str:
-        return service_address(self.monitor_bind_address, self.host)
 
     @property
     def url(self) -> str:
