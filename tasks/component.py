@@ -4,6 +4,7 @@ pyinfra cannot read), and restart a unit only when a file it reads changed, then
 from __future__ import annotations
 
 import ipaddress
+import shlex
 
 from pyinfra import host
 from pyinfra.facts.server import Which
@@ -83,6 +84,15 @@ def refuse(component: str, problems: list[str]) -> None:
     if problems:
         raise ComponentPreflightError(f"preflight failed on {host.name} ({component}); nothing was changed:\n"
                                       + "\n".join(f"  - {p}" for p in problems))
+
+
+def answers(url: str, what: str, unit: str, tries: int = 50, pause: float = 0.2) -> str:
+    """A shell check for `activate`: `url` answers over HTTP (python3's standard library, on every host)
+    within `tries` x `pause` seconds, else it fails with `what` and the unit's last journal lines."""
+    fetch = "python3 -c 'import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)'"
+    return (f"for i in $(seq 1 {tries}); do {fetch} {shlex.quote(url)} 2>/dev/null && exit 0; sleep {pause}; done; "
+            f"echo {shlex.quote(f'{what} does not answer on {url}')} >&2; "
+            f"journalctl -u {shlex.quote(unit)} -n 20 --no-pager >&2; exit 1")
 
 
 def activate(unit: str, state: dict, changed: list, reload: bool, check: str, check_name: str,

@@ -4,20 +4,23 @@ proven by `promtool test rules` (tests/monitor_rules/rules_test.yml), at the shi
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, defaults, random_key
+from conftest import REPO, defaults, random_key, settings_problems
 
 import tasks.redis
 from hx_gateway.model.plan import fleet_plans
 from hx_gateway.model.secrets import SecretText
-from hx_gateway.model.settings import SettingsError
+from hx_gateway.proof.monitor import expected_targets, targets_check
 from hx_gateway.pyinfra_ext import render
 from lab.promtool import promtool
+from tasks.component import answers
 from tasks.db import monitor_role_sql
 from tasks.lb import render_config as render_lb_config
 from tasks.monitor import render_config, render_rules, rules_text, targets
@@ -50,10 +53,25 @@ def service(data: dict | None = None):
                         ("@docker/mon", data, MONITOR)])
 
 
-def problems(hosts) -> list[str]:
-    with pytest.raises(SettingsError) as err:
-        fleet_plans(hosts)
-    return err.value.problems
+def test_verify_names_each_target_not_scraped_or_down_and_passes_when_all_are_up():
+    plan = service()["@docker/mon"].monitor
+    wanted = expected_targets(plan.fleet, plan.settings)
+    assert ("litellm", "gw1") in wanted and ("prometheus", "mon") in wanted and ("node", "lb1") in wanted
+    up = [{"job": job, "host": name, "health": "up", "last_error": ""} for job, name in sorted(wanted)]
+    assert targets_check(plan.fleet, plan.settings, lambda: up, wait=0).ok
+    down = [t for t in up if t["host"] != "r1"] + [{"job": "redis", "host": "r1", "health": "down",
+                                                     "last_error": "connection refused"}]
+    check = targets_check(plan.fleet, plan.settings, lambda: down, wait=0)
+    assert not check.ok
+    assert "node r1: not scraped" in check.seen and "redis r1: down (connection refused)" in check.seen
+
+
+def test_an_ipv6_gateway_or_monitor_address_is_bracketed_in_every_url():
+    plans = fleet_plans([("gw1", {**monitored(), "gateway_url": "http://[fd00::1]:4000"}, GATEWAY),
+                         ("mon", monitored(monitor_bind_address="fd00::9"), MONITOR)])
+    plan = plans["mon"].monitor
+    assert [t.address for t in targets(plan.fleet, plan.settings)["litellm"]] == ["[fd00::1]:9464"]
+    assert plan.settings.url == "http://[fd00::9]:9090"
 
 
 def test_every_managed_host_exports_to_the_monitor_and_only_then():
@@ -145,15 +163,15 @@ def test_the_gateway_exports_metrics_only_with_a_monitor_host():
 ])
 def test_bad_monitor_settings_are_refused_naming_the_knob(knobs, expected):
     data = monitored(**knobs)
-    found = problems([("gw1", data, GATEWAY), ("lb1", data, {"lb"}), ("mon", data, MONITOR)])
+    found = settings_problems([("gw1", data, GATEWAY), ("lb1", data, {"lb"}), ("mon", data, MONITOR)])
     assert any(expected in p for p in found), found
 
 
 def test_two_monitor_hosts_or_one_without_gateways_are_refused():
     data = monitored()
-    assert any("monitor: 2 hosts (m1, m2)" in p for p in problems([("gw1", data, GATEWAY), ("m1", data, MONITOR),
-                                                                    ("m2", data, MONITOR)]))
-    assert any("monitor: no gateways to watch" in p for p in problems([("m1", data, MONITOR)]))
+    two = settings_problems([("gw1", data, GATEWAY), ("m1", data, MONITOR), ("m2", data, MONITOR)])
+    assert any("monitor: 2 hosts (m1, m2)" in p for p in two)
+    assert any("monitor: no gateways to watch" in p for p in settings_problems([("m1", data, MONITOR)]))
 
 
 def test_the_exporters_each_host_gets_follow_its_groups():
@@ -208,3 +226,18 @@ def test_the_certificates_file_is_what_the_node_exporters_textfile_collector_rea
     assert f'hx_tls_certificate_expiry_timestamp_seconds{{serial="0a1b"}} {int(expires.timestamp())}' in text
     check = subprocess.run([str(promtool()), "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_answers_check_passes_once_the_url_answers_and_else_names_what_did_not():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        ready = subprocess.run(["sh", "-c", answers(url, "x", "x.service", tries=3)], capture_output=True)
+        assert ready.returncode == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed = subprocess.run(["sh", "-c", answers(url, "The node's exporter", "n.service", tries=2, pause=0.05)],
+                            capture_output=True, text=True)
+    assert closed.returncode == 1 and f"The node's exporter does not answer on {url}" in closed.stderr

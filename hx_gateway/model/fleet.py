@@ -35,6 +35,14 @@ def host_part(inventory_name: str) -> str:
     return inventory_name.rsplit("/", 1)[-1]
 
 
+def host_port(address: str, port: int) -> str:
+    """`address:port`, with an IPv6 address in brackets (a URL's, HAProxy's and Prometheus's form)."""
+    try:
+        return f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
+    except ValueError:  # a name
+        return f"{address}:{port}"
+
+
 def service_address(bind_address: str | None, inventory_name: str) -> str:
     """Where the gateways connect to a host of the service (Redis, PostgreSQL): its bound address when
     one is set, else its inventory name."""
@@ -101,8 +109,7 @@ class MonitorSettings(_ServiceHost):
     @property
     def url(self) -> str:
         """Prometheus's API, from the monitoring host itself (its name resolves there to the bound address)."""
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"http://{host}:{self.monitor_port}"
+        return f"http://{host_port(self.address, self.monitor_port)}"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def expected_targets(fleet: Fleet, monitor: MonitorSettings) -> set[tuple[str, s
     """(job, host label) of every target the scrape config names (tasks/monitor/)."""
     from tasks.monitor import targets  # the component owns its scrape targets
 
-    wanted = {(job, t.host) for job, found in targets(fleet, monitor).items() for t in found}
+    wanted = {(job, t.labels["host"]) for job, found in targets(fleet, monitor).items() for t in found}
     return wanted | {("prometheus", host_part(monitor.host))}
 
 

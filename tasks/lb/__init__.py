@@ -10,7 +10,6 @@ Knobs: group_data/lb.py, typed in hx_gateway/model/fleet.py; template: templates
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import apt
 
 from hx_gateway.host import haproxy as host_haproxy
-from hx_gateway.model.fleet import Fleet, LbSettings, host_part
+from hx_gateway.model.fleet import Fleet, LbSettings, host_part, host_port
 from hx_gateway.model.plan import LbPlan
 from hx_gateway.pyinfra_ext.facts import Resolves, shell_command
 from hx_gateway.pyinfra_ext.operations import certificate_change, managed_file, remove_if_present, trust_ca
@@ -37,13 +36,6 @@ CERTIFICATE = ManagedFile("/etc/haproxy/hx-gateway.pem", "root", "root", "644")
 KEY = ManagedFile("/etc/haproxy/hx-gateway.pem.key", "root", "root", "600", secret=True)
 FILES = (CONFIG, CERTIFICATE, KEY, CA)  # read together, in one round trip
 HOST_HAPROXY = Path(host_haproxy.__file__).read_text()
-
-
-def host_port(address: str, port: int) -> str:
-    try:
-        return f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
-    except ValueError:  # a name
-        return f"{address}:{port}"
 
 
 _env = template_environment("lb")

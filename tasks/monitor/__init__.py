@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pyinfra.api import deploy
 from pyinfra.operations import apt
 
-from hx_gateway.model.fleet import Fleet, MonitorSettings, host_part
+from hx_gateway.model.fleet import Fleet, MonitorSettings, host_part, host_port
 from hx_gateway.model.plan import MonitorPlan
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import Resolves
 from hx_gateway.pyinfra_ext.operations import ensure_directory, managed_file
 from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
-from tasks.component import activate, bind_address, read_component_host, refuse, reload_units
+from tasks.component import activate, answers, bind_address, read_component_host, refuse, reload_units
 
 PACKAGE = "prometheus"
 UNIT = "prometheus.service"
@@ -36,29 +36,19 @@ FILES = {
 }
 # The config is checked with the rules it names, which are written first.
 CHECKS = {"rules": "promtool check rules {}", "config": "promtool check config {}"}
-ANSWERS = ("for i in $(seq 1 100); do python3 -c 'import urllib.request,sys; "
-           "urllib.request.urlopen(sys.argv[1], timeout=2)' http://{listen}/-/ready 2>/dev/null && exit 0; "
-           "sleep 0.3; done; echo \"Prometheus is not ready on {listen}\" >&2; "
-           "journalctl -u prometheus -n 20 --no-pager >&2; exit 1")
 
 _env = template_environment("monitor")
 
 
 @dataclass(frozen=True)
 class Target:
-    host: str  # the host part of its inventory name: the `host` label
-    address: str  # host:port, as Prometheus reaches it
+    name: str  # the host part of its inventory name, or the gateway's address: what Prometheus connects to
+    port: int
+    labels: dict[str, str]  # `host` on every target; `gateway` too on a gateway's (what its alerts group by)
 
     @property
-    def labels(self) -> dict[str, str]:
-        return {"host": self.host}
-
-
-@dataclass(frozen=True)
-class GatewayTarget(Target):
-    @property
-    def labels(self) -> dict[str, str]:
-        return {"host": self.host, "gateway": self.host}  # what the gateway alerts group by
+    def address(self) -> str:
+        return host_port(self.name, self.port)
 
 
 def targets(fleet: Fleet, monitor: MonitorSettings) -> dict[str, list[Target]]:
@@ -66,25 +56,22 @@ def targets(fleet: Fleet, monitor: MonitorSettings) -> dict[str, list[Target]]:
     gateway's metrics process, and the exporters of the parts that exist (tasks/monitor/node.py, and
     HAProxy's own: tasks/lb/)."""
     def at(name: str, port: int) -> Target:
-        return Target(host_part(name), f"{host_part(name)}:{port}")
+        return Target(host_part(name), port, {"host": host_part(name)})
 
     return {
         "node": [at(name, monitor.node_exporter_port) for name in fleet.hosts],
-        "litellm": [GatewayTarget(m.name, f"{m.address}:{monitor.gateway_metrics_port}") for m in fleet.gateways],
+        "litellm": [Target(m.address, monitor.gateway_metrics_port, {"host": m.name, "gateway": m.name})
+                    for m in fleet.gateways],
         "haproxy": [at(lb.host, monitor.haproxy_exporter_port) for lb in fleet.lbs],
         "redis": [at(fleet.redis.host, monitor.redis_exporter_port)] if fleet.redis else [],
         "postgres": [at(fleet.db.host, monitor.postgres_exporter_port)] if fleet.db else [],
     }
 
 
-def listen_address(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 def render_config(plan: MonitorPlan, address: str, rules_path: str = RULES_PATH) -> str:
     m, jobs = plan.settings, targets(plan.fleet, plan.settings)
     return _env.get_template("prometheus.yml.j2").render(
-        m=m, rules_path=rules_path, self_target=listen_address(address, m.monitor_port), monitor_host=host_part(m.host),
+        m=m, rules_path=rules_path, self_target=host_port(address, m.monitor_port), monitor_host=host_part(m.host),
         jobs=jobs)
 
 
@@ -100,9 +87,12 @@ def rules_text(m: MonitorSettings, certificates: bool, redis: bool, db: bool) ->
     return _env.get_template("rules.yml.j2").render(m=m, certificates=certificates, redis=redis, db=db)
 
 
-def unresolved(plan: MonitorPlan, resolves: dict[str, list[str]]) -> list[str]:
+def target_names(plan: MonitorPlan) -> list[str]:
+    return sorted({t.name for jobs in targets(plan.fleet, plan.settings).values() for t in jobs})
+
+
+def unresolved(names: list[str], resolves: dict[str, list[str]]) -> list[str]:
     """Targets whose names the monitoring host cannot resolve: Prometheus would never reach them."""
-    names = sorted({t.address.rsplit(":", 1)[0] for jobs in targets(plan.fleet, plan.settings).values() for t in jobs})
     return [f"target {name} does not resolve on this host, so Prometheus could not scrape it; add it to DNS or "
             f"to /etc/hosts here" for name in names if not resolves.get(name)]
 
@@ -112,15 +102,15 @@ def monitor(plan: MonitorPlan) -> None:
     m = plan.settings
     facts = read_component_host("monitor", host_part(m.host), UNIT, PACKAGE, list(FILES.values()), (DROPIN,),
                                 unread=(FILES["rules"], FILES["config"]))  # re-read on reload, which no start records
-    names = sorted({t.address.rsplit(":", 1)[0] for jobs in targets(plan.fleet, m).values() for t in jobs})
+    names = target_names(plan)
     (resolves,) = read_together((Resolves, {"names": tuple(names)}))
     address, problems = bind_address(m.monitor_bind_address, "monitor_bind_address", m.host, facts)
-    refuse("monitor", problems + unresolved(plan, resolves))
+    refuse("monitor", problems + unresolved(names, resolves))
     installed_now = not facts["versions"][PACKAGE]
     if installed_now:
         apt.packages(name="Install Prometheus (OS package, without its recommends)", packages=[PACKAGE],
                      no_recommends=True, update=True)
-    listen = listen_address(address, m.monitor_port)
+    listen = host_port(address, m.monitor_port)
     contents = {"rules": render_rules(plan), "config": render_config(plan, address),
                 "args": _env.get_template("prometheus.default.j2").render(m=m, listen=listen),
                 "hardening": _env.get_template("hardening.conf.j2").render(m=m)}
@@ -131,5 +121,6 @@ def monitor(plan: MonitorPlan) -> None:
     reload_units(FILES["hardening"], ops["hardening"], facts["units"][UNIT], "Prometheus")
     restart = ops["args"].will_change or ops["hardening"].will_change
     activate(UNIT, facts["units"][UNIT], list(ops.values()), reload=not restart,
-             check=ANSWERS.format(listen=listen), check_name=f"Prometheus is ready on {listen}",
+             check=answers(f"http://{listen}/-/ready", "Prometheus", UNIT, tries=100, pause=0.3),
+             check_name=f"Prometheus is ready on {listen}",
              installed_now=installed_now)

@@ -35,14 +35,11 @@ from hx_gateway.pyinfra_ext.operations import (
     restart_service,
 )
 from hx_gateway.pyinfra_ext.render import ManagedDirectory, ManagedFile, template_environment
-from tasks.component import activate, monitor_addresses, reload_units
+from tasks.component import activate, answers, monitor_addresses, reload_units
 from tasks.redis import EXPORTER_USER, exporter_password
 
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's, made by the package
 CERTIFICATES = ManagedFile(f"{TEXTFILE_DIR}/hx_tls.prom", "root", "root", "644")
-ANSWERS = ("for i in $(seq 1 50); do python3 -c 'import urllib.request,sys; urllib.request.urlopen(sys.argv[1], "
-           "timeout=2)' {url} 2>/dev/null && exit 0; sleep 0.2; done; echo \"{what} does not answer on {url}\" >&2; "
-           "journalctl -u {unit} -n 20 --no-pager >&2; exit 1")
 
 
 @dataclass(frozen=True)
@@ -141,7 +138,7 @@ def node(plan: NodePlan, gateway: Settings | None) -> None:
         port = getattr(m, exporter.port_knob)
         url = f"http://127.0.0.1:{port}/metrics"
         activate(exporter.unit, unit_state, ops, reload=False,
-                 check=ANSWERS.format(url=url, what=exporter.what, unit=exporter.unit),
+                 check=answers(url, exporter.what, exporter.unit),
                  check_name=f"{exporter.what} answers on port {port}", installed_now=exporter.package in missing)
     if plan.certificates:
         managed_file(name=f"Certificate expiry for Prometheus {CERTIFICATES.path}", file=CERTIFICATES,
@@ -194,7 +191,7 @@ def gateway_metrics(settings: Settings, m: MonitorSettings, allowed: list[str], 
     op = managed_file(name=f"Gateway metrics unit {metrics_file(settings).path}", file=metrics_file(settings),
                       content=text, batch=batch)
     url = f"http://127.0.0.1:{m.gateway_metrics_port}/metrics"
-    check = ANSWERS.format(url=url, what="The gateway's metrics process", unit=unit)
+    check = answers(url, "The gateway's metrics process", unit)
     if op.will_change:
         systemd.daemon_reload(name="systemd daemon-reload (gateway metrics unit changed)", _if=op.did_change)
     if not (unit_state.get("active") and unit_state.get("enabled")):
