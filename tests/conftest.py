@@ -9,7 +9,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +152,29 @@ def ticket(secrets_env: dict[str, str], out: Path, group_data: Path | None = Non
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out.read_text(), json.loads(out.with_suffix(".json").read_text()), result.stdout + result.stderr
+
+
+def preview_ticket_deploy(deploy: Callable[..., PyinfraRun], secrets_env: dict[str, str], ticket_out: Path,
+                          group_data: Path | None = None, extra_env: dict[str, str] | None = None
+                          ) -> tuple[PyinfraRun, str]:
+    """A component's first converge, as an operator makes it: the preview, the change ticket, then the
+    deploy (`deploy`: its module's pyinfra run). Returns the preview and the ticket."""
+    preview = deploy("--dry")
+    assert preview.returncode == 0, preview.output[-4000:]
+    text = ticket(secrets_env, ticket_out, group_data=group_data, extra_env=extra_env)[0]
+    run = deploy()
+    assert run.returncode == 0, run.output[-6000:]
+    return preview, text
+
+
+def settings_problems(hosts: list) -> list[str]:
+    """The problems `fleet_plans` refuses these (name, data, groups) hosts with."""
+    from hx_gateway.model.plan import fleet_plans
+    from hx_gateway.model.settings import SettingsError
+
+    with pytest.raises(SettingsError) as err:
+        fleet_plans(hosts)
+    return err.value.problems
 
 
 def run_verify(secrets_env: dict[str, str], evidence_dir: Path, inventory: str = LAB_INVENTORY,

@@ -4,11 +4,10 @@ is refused before any host is read, with the knob (or group) and the fix named."
 from __future__ import annotations
 
 import pytest
-from conftest import defaults, random_key
+from conftest import defaults, random_key, settings_problems
 
 from hx_gateway.model.fleet import Member
 from hx_gateway.model.plan import fleet_plans
-from hx_gateway.model.settings import SettingsError
 from hx_gateway.proof.checks import VALIDATION_PLAN
 from hx_gateway.proof.fleet import FLEET_VALIDATION_PLAN
 from hx_gateway.ticket import roll_of, validation_of
@@ -21,12 +20,6 @@ def operator_secrets(monkeypatch):
     for name, value in {"HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(),
                         "HX_REDIS_PASSWORD": random_key(), "HX_SECRETS_FILE": "/nonexistent"}.items():
         monkeypatch.setenv(name, value)
-
-
-def problems(hosts) -> list[str]:
-    with pytest.raises(SettingsError) as err:
-        fleet_plans(hosts)
-    return err.value.problems
 
 
 def test_a_fleet_plan_gives_each_host_its_components_and_the_gateways_their_redis_and_balancers():
@@ -78,30 +71,31 @@ def test_a_redis_group_needs_a_strong_password_in_the_lab_too(monkeypatch, passw
         monkeypatch.delenv("HX_REDIS_PASSWORD")
     else:
         monkeypatch.setenv("HX_REDIS_PASSWORD", password)
-    found = problems([("gw1", {**defaults(), "environment": "lab"}, GATEWAY), ("redis1", defaults(), REDIS)])
+    found = settings_problems([("gw1", {**defaults(), "environment": "lab"}, GATEWAY), ("redis1", defaults(), REDIS)])
     assert len(found) == 1 and found[0].startswith(expected), found
 
 
 def test_the_redis_password_may_not_be_another_key(monkeypatch):
     monkeypatch.setenv("HX_REDIS_PASSWORD", key := random_key())
     monkeypatch.setenv("HX_MASTER_KEY", key)
-    assert any("equals another key" in p for p in problems([("gw1", defaults(), GATEWAY), ("r", defaults(), REDIS)]))
+    found = settings_problems([("gw1", defaults(), GATEWAY), ("r", defaults(), REDIS)])
+    assert any("equals another key" in p for p in found)
 
 
 def test_two_redis_hosts_and_groups_without_gateways_are_refused():
     data = defaults()
-    assert problems([("gw1", data, GATEWAY), ("r1", data, REDIS), ("r2", data, REDIS)]) == [
+    assert settings_problems([("gw1", data, GATEWAY), ("r1", data, REDIS), ("r2", data, REDIS)]) == [
         "redis: 2 hosts (r1, r2); the deploy runs one Redis for the whole service: keep one host in the "
         "`redis` group"]
-    assert problems([("lb1", data, LB)]) == [
+    assert settings_problems([("lb1", data, LB)]) == [
         "lb: no gateways to balance; add hosts to the `litellm` group or remove the `lb` group"]
-    assert problems([("r1", data, REDIS)])[0].startswith("redis: no gateways use it")
+    assert settings_problems([("r1", data, REDIS)])[0].startswith("redis: no gateways use it")
 
 
 def test_a_cached_alias_needs_a_redis_host_to_keep_the_cache_in():
     data = defaults()
     cached = {**data, "model_aliases": [{**data["model_aliases"][0], "cache_ttl": 300}, *data["model_aliases"][1:]]}
-    assert problems([("gw1", cached, GATEWAY)]) == [
+    assert settings_problems([("gw1", cached, GATEWAY)]) == [
         "gw1: model_aliases['phi3-3.8b'].cache_ttl needs a `redis` host to keep the cache in; add one to the "
         "inventory, or set cache_ttl to None"]
     plans = fleet_plans([("gw1", cached, GATEWAY), ("r1", data, REDIS)])
@@ -111,7 +105,7 @@ def test_a_cached_alias_needs_a_redis_host_to_keep_the_cache_in():
 def test_a_balancer_needs_gateways_it_can_reach_and_timeouts_longer_than_their_requests():
     data = defaults()
     loopback = {**data, "bind_host": "127.0.0.1", "gateway_url": "http://127.0.0.1:4000"}
-    found = problems([("gw1", loopback, GATEWAY), ("lb1", {**data, "lb_idle_timeout": 60}, LB)])
+    found = settings_problems([("gw1", loopback, GATEWAY), ("lb1", {**data, "lb_idle_timeout": 60}, LB)])
     assert found[0].startswith("gw1: bind_host 127.0.0.1 / gateway_url http://127.0.0.1:4000 is loopback")
     assert found[1] == ("lb1: lb_idle_timeout 60 s is shorter than a request gw1 may take (request_timeout x "
                         "(num_retries + 1) = 90 s); HAProxy would cut it: set lb_idle_timeout to at least 90")
@@ -119,7 +113,7 @@ def test_a_balancer_needs_gateways_it_can_reach_and_timeouts_longer_than_their_r
 
 def test_the_new_groups_knobs_are_typed_and_a_misspelt_one_is_named():
     data = defaults()
-    found = problems([("gw1", data, GATEWAY),
+    found = settings_problems([("gw1", data, GATEWAY),
                       ("r1", {**data, "redis_bind_address": "0.0.0.0", "redis_user": "default", "redis_prot": 1},
                        REDIS),
                       ("lb1", {**data, "lb_port": 70000, "lb_check_interval": 0, "lb_bind_host": "lb.example"}, LB)])

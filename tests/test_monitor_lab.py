@@ -14,7 +14,7 @@ import time
 
 import httpx
 import pytest
-from conftest import gateway_url, pyinfra, random_key, run_verify, ticket
+from conftest import gateway_url, preview_ticket_deploy, pyinfra, random_key, run_verify
 
 from hx_gateway.load import chat_body
 from lab.lab import address_of, docker, exec_in
@@ -66,13 +66,8 @@ def monitoring(lab, lab_secrets, tmp_path_factory):
     docker("exec", "hx-monitor", "sh", "-c", "apt-get purge -y -q prometheus >/dev/null 2>&1; "
            "rm -rf /etc/prometheus /var/lib/prometheus", check=False)  # a fresh host, whatever an earlier run left
     the_monitoring = Monitoring(secrets)
-    preview = the_monitoring.deploy("--dry")
-    assert preview.returncode == 0, preview.output[-4000:]
-    the_monitoring.preview = preview
-    the_monitoring.ticket = ticket(secrets, tmp_path_factory.mktemp("monitor-ticket") / "change.md",
-                                   extra_env=MONITOR_ENV)[0]
-    run = the_monitoring.deploy()
-    assert run.returncode == 0, run.output[-6000:]
+    the_monitoring.preview, the_monitoring.ticket = preview_ticket_deploy(
+        the_monitoring.deploy, secrets, tmp_path_factory.mktemp("monitor-ticket") / "change.md", extra_env=MONITOR_ENV)
     try:
         yield the_monitoring
     finally:

@@ -15,7 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import LAB_INVENTORY, REPO, gateway_url, main_pid, pyinfra, random_key, run_verify, ticket
+from conftest import (
+    LAB_INVENTORY,
+    REPO,
+    gateway_url,
+    main_pid,
+    preview_ticket_deploy,
+    pyinfra,
+    random_key,
+    run_verify,
+    ticket,
+)
 
 from hx_gateway.load import chat_body, run_load
 from lab.lab import docker, exec_in
@@ -65,13 +75,9 @@ def usage(lab, lab_secrets, tmp_path_factory):
     docker("exec", "hx-db", "sh", "-c", "apt-get purge -y -q 'postgresql*' >/dev/null 2>&1; rm -rf /etc/postgresql "
            "/var/lib/postgresql", check=False)  # a fresh host, whatever an earlier run left
     the_usage = Usage(secrets, data)
-    preview = the_usage.deploy("--dry")
-    assert preview.returncode == 0, preview.output[-4000:]
-    the_usage.preview = preview
-    the_usage.ticket = ticket(secrets, tmp_path_factory.mktemp("usage-ticket") / "change.md", group_data=data,
-                              extra_env=DB_ENV)[0]
-    run = the_usage.deploy()
-    assert run.returncode == 0, run.output[-6000:]
+    the_usage.preview, the_usage.ticket = preview_ticket_deploy(
+        the_usage.deploy, secrets, tmp_path_factory.mktemp("usage-ticket") / "change.md", group_data=data,
+        extra_env=DB_ENV)
     try:
         yield the_usage
     finally:
