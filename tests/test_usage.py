@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -294,3 +295,45 @@ def test_a_refusal_in_auth_is_recorded_under_the_key_it_names(hx_usage):
     blank = types.SimpleNamespace(key_alias=None, user_role=None)  # what the proxy passes for a refusal in auth
     asyncio.run(recorder.async_post_call_failure_hook({"model": "emb-premium"}, refusal, blank))
     assert offered[0][3:7] == ("usage-b", "emb-premium", None, 403)
+
+
+def test_stopping_writes_what_the_writer_still_holds_and_says_when_it_cannot(hx_usage):
+    database, warnings = FakeDatabase(), []
+    writer = hx_usage.Writer(database.connect, capacity=100, write=database.write, warn=warnings.append)
+    for n in range(10):
+        writer.offer((n,))
+    assert writer.stop(timeout=5) and database.rows == [(n,) for n in range(10)] and not warnings
+    down, warnings = FakeDatabase(), []
+    down.up = False
+    stuck = hx_usage.Writer(down.connect, capacity=100, write=down.write, warn=warnings.append)
+    stuck.offer((1,))
+    assert not stuck.stop(timeout=0.5) and warnings[-1].startswith("exit: ")
+
+
+EXITING_WORKER = """
+import sys, types
+logger = types.ModuleType("litellm.integrations.custom_logger")
+logger.CustomLogger = type("CustomLogger", (), {"__init__": lambda self: None})
+sys.modules.update({"litellm": types.ModuleType("litellm"), "litellm.integrations": types.ModuleType("x"),
+                    "litellm.integrations.custom_logger": logger})
+sys.path.insert(0, sys.argv[1])
+import hx_usage
+
+out = open(sys.argv[2], "a")
+writer = hx_usage.Writer(lambda: out, capacity=1000,
+                         write=lambda f, rows: (f.writelines(f"{r[0]}\\n" for r in rows), f.flush()))
+for n in range(int(sys.argv[3])):
+    writer.offer((n,))
+sys.exit(0)  # as a gunicorn worker leaves once it has drained its requests
+"""
+
+
+def test_a_worker_that_exits_right_after_its_last_request_writes_every_row(tmp_path):
+    """A deploy's restart stops the workers a moment after their last answers: the rows those produced
+    are still in the writer's one-second batch window, and must reach the database before the exit."""
+    (tmp_path / "worker.py").write_text(EXITING_WORKER)
+    out = tmp_path / "rows.txt"
+    result = subprocess.run([sys.executable, str(tmp_path / "worker.py"), str(REPO / "templates" / "gateway"),
+                             str(out), "250"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().split() == [str(n) for n in range(250)]

@@ -14,10 +14,13 @@ A request never waits for its row: the callback puts it in a bounded queue and r
 thread per worker process sends batches with COPY. While PostgreSQL is slow or down, rows wait in the
 queue (db_queue_rows); beyond that they are dropped and the count goes to the journal at most once a
 minute. When the database answers again, the writer reconnects and the queue drains: nothing restarts.
+When the worker process exits (a stop or restart, after it has drained its requests), the writer is
+given EXIT_SECONDS to write what it still holds, so a deploy's restart loses no row.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import queue
@@ -38,6 +41,8 @@ BATCH_ROWS = 500  # rows per COPY
 FLUSH_SECONDS = 1.0  # a row waits at most this long for others to share its batch
 RETRY_SECONDS = 2.0  # between attempts to reach a database that failed
 WARN_EVERY_SECONDS = 60.0
+EXIT_SECONDS = 5.0  # at a worker's exit, for the rows still queued (the unit's TimeoutStopSec leaves 15 s)
+_WAKE: Any = object()  # put in the queue at exit, so the writer thread does not wait for a row that will not come
 MASTER = "(master)"  # not a client key name: those never contain parentheses
 UNKNOWN = "(none)"  # refused before a key was recognised
 GATEWAY = socket.gethostname()
@@ -128,6 +133,8 @@ class Writer:
         self._pid = 0
         self._lock = threading.Lock()
         self._last_drop_warning = 0.0
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
 
     def offer(self, row: tuple) -> None:
         """Queue a row without ever waiting; a full queue drops it (counted)."""
@@ -148,6 +155,23 @@ class Writer:
             if self.rows.qsize():  # rows the parent had queued before the fork are the parent's to write
                 self.rows = queue.Queue(self.capacity)
             threading.Thread(target=self._run, name="hx-usage-writer", daemon=True).start()
+            # Interpreter exit: gunicorn's workers leave with sys.exit, uvicorn's spawned ones too. The
+            # thread is a daemon, so it still runs while atexit's handlers do.
+            atexit.register(self.stop)
+
+    def stop(self, timeout: float = EXIT_SECONDS) -> bool:
+        """At exit: write what is queued (waiting at most `timeout` seconds); True when nothing is left."""
+        if self._pid != os.getpid():
+            return True  # no writer thread in this process: it never recorded
+        self._stopping.set()
+        try:
+            self.rows.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # the thread has rows to take: it is not waiting
+        if self._stopped.wait(timeout):
+            return True
+        self.warn(f"exit: {self.rows.qsize()} usage rows or more not written within {timeout:g} s")
+        return False
 
     def _warn_drops(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -160,21 +184,19 @@ class Writer:
 
     def take_batch(self, first_wait: float | None = None) -> list[tuple]:
         """The next batch: waits for one row (`first_wait` seconds at most), then up to BATCH_ROWS more
-        that arrive within FLUSH_SECONDS."""
+        that arrive within FLUSH_SECONDS; once stopping, only what is queued, without waiting."""
         try:
-            batch = [self.rows.get(timeout=first_wait)]
+            batch = [self.rows.get(timeout=0 if self._stopping.is_set() else first_wait)]
         except queue.Empty:
             return []
         deadline = time.monotonic() + FLUSH_SECONDS
         while len(batch) < BATCH_ROWS:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
+            left = 0 if self._stopping.is_set() else deadline - time.monotonic()
             try:
-                batch.append(self.rows.get(timeout=left))
+                batch.append(self.rows.get(timeout=left) if left > 0 else self.rows.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        return [row for row in batch if row is not _WAKE]
 
     def flush_once(self, connection: Any, batch: list[tuple]) -> tuple[Any, list[tuple], str]:
         """Try to write `batch`: (the connection to keep, what is still to write, the error or "")."""
@@ -195,6 +217,11 @@ class Writer:
         connection, pending, failing_since = None, [], 0.0
         while True:
             pending = pending or self.take_batch()
+            if not pending:  # only the wake-up at exit: nothing is left
+                if self._stopping.is_set() and self.rows.empty():
+                    self._stopped.set()
+                    return
+                continue
             connection, pending, error = self.flush_once(connection, pending)
             if error and not failing_since:
                 failing_since = time.monotonic()
