@@ -191,9 +191,14 @@ class Writer:
             return []
         deadline = time.monotonic() + FLUSH_SECONDS
         while len(batch) < BATCH_ROWS:
-            left = 0 if self._stopping.is_set() else deadline - time.monotonic()
             try:
-                batch.append(self.rows.get(timeout=left) if left > 0 else self.rows.get_nowait())
+                if self._stopping.is_set():
+                    batch.append(self.rows.get_nowait())
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                batch.append(self.rows.get(timeout=left))
             except queue.Empty:
                 break
         return [row for row in batch if row is not _WAKE]
