@@ -113,10 +113,10 @@ def test_a_balancer_needs_gateways_it_can_reach_and_timeouts_longer_than_their_r
 
 def test_the_new_groups_knobs_are_typed_and_a_misspelt_one_is_named():
     data = defaults()
-    found = settings_problems([("gw1", data, GATEWAY),
-                      ("r1", {**data, "redis_bind_address": "0.0.0.0", "redis_user": "default", "redis_prot": 1},
-                       REDIS),
-                      ("lb1", {**data, "lb_port": 70000, "lb_check_interval": 0, "lb_bind_host": "lb.example"}, LB)])
+    found = settings_problems([
+        ("gw1", data, GATEWAY),
+        ("r1", {**data, "redis_bind_address": "0.0.0.0", "redis_user": "default", "redis_prot": 1}, REDIS),
+        ("lb1", {**data, "lb_port": 70000, "lb_check_interval": 0, "lb_bind_host": "lb.example"}, LB)])
     assert found == [
         "r1: redis_prot: not a knob of this deploy (it would be ignored); did you mean `redis_port`? Rename it",
         "r1: redis_bind_address: '0.0.0.0' would listen on every address; name one private address of the Redis "
