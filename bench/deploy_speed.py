@@ -30,7 +30,7 @@ PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
 RESET = ("systemctl disable --now litellm 2>/dev/null; rm -rf /opt/litellm /etc/litellm /var/lib/hx-gateway "
          "/etc/systemd/system/litellm.service; systemctl daemon-reload; sync")
 # Phase = from the start of its first operation to the start of the next phase's first.
-PHASES = [("plan_and_prepare", None), ("upload", "Upload wheelhouse"), ("install", "Install LiteLLM"),
+PHASES = [("plan_and_prepare", None), ("install", "Install LiteLLM"),
           ("configure", "Configure | Directory"), ("start_and_health", "Service | Unit")]
 
 

@@ -32,6 +32,7 @@ from hx_gateway.proof.tls import CA_VALIDATION_PLAN, TLS_VALIDATION_PLAN
 from hx_gateway.proof.usage import USAGE_VALIDATION_PLAN
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
+from hx_gateway.venv_artifacts import builder_among, source_words
 from hx_gateway.verify import add_group_data_option, load_inventory, refused, writable_directory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,6 +99,16 @@ def roll_of(records: list[dict]) -> str | None:
     return roll_summary(rolling[0]["roll_order"], {r["roll_member"] for r in rolling}, rolling[0]["balancers"])
 
 
+def venv_source(record: dict, records: list[dict]) -> str:
+    """What a gateway does for its venv: keeps it, builds it (the first by name of those that need an
+    artifact the cache lacks) or receives it."""
+    if "artifact" not in record:
+        return record["summary"]
+    needing = [r["host"] for r in records if r["kind"] == "venv-source" and r.get("artifact") == record["artifact"]]
+    builder = "" if record["cached"] else builder_among(needing)
+    return f"{record['summary']}: {source_words(record['host'], builder)}"
+
+
 def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: dict[str, list[str]],
                  validation: dict[str, str]) -> dict[str, Any]:
     names = sorted(hosts)
@@ -105,12 +116,14 @@ def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: d
     for host in names:
         mine = [r for r in records if r["host"] == host]
         restart = [r["summary"] for r in mine if r["kind"] == "restart"]
+        venv = [venv_source(r, records) for r in mine if r["kind"] == "venv-source"]
         per_host[host] = {
             "groups": hosts[host],
             "operations": [op["name"] for op in plan if host in op["hosts_with_change"]],
             "follow_up_operations": [op["name"] for op in plan if host in op["hosts_with_conditional_change"]],
             "details": [r for r in mine if r["kind"] in ("file", "venv", "packages", "database", "migration")],
             "restart": restart[0] if restart else "no restart",
+            "venv": venv[0] if venv else None,  # a gateway builds, receives or keeps its venv
             "degraded": [r["summary"] for r in mine if r["kind"] == "degraded"],
             "rollback": rollback_plan(mine, inventory) if "litellm" in hosts[host] else "not a gateway host",
         }
@@ -140,6 +153,7 @@ def render_markdown(ticket: dict[str, Any]) -> str:
     for host, plan in ticket["hosts"].items():
         lines += [f"### {host} ({', '.join(plan['groups'])})", ""]
         lines += [f"**DEGRADED**: {why}\n" for why in plan["degraded"]]
+        lines += [f"- venv: {plan['venv']}", ""] if plan["venv"] else []
         if not plan["operations"]:
             lines += ["No changes.", ""]
             continue

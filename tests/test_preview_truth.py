@@ -127,11 +127,14 @@ def assert_full_install_ticket(markdown: str, data: dict, secrets: dict) -> None
     """A fresh host's ticket lists the whole install, with diffs, restart and rollback, and no secret."""
     api = data["hosts"][GATEWAY]
     ops = " | ".join(api["operations"])
-    for expected in ("Service group litellm", "Service user litellm", "Upload wheelhouse", "Install LiteLLM 1.106.2",
+    for expected in ("Service group litellm", "Service user litellm", "Install LiteLLM 1.106.2: ",
                      "config.yaml", "hx_auth.py", "client_keys.json", "litellm.env", "Unit /etc/systemd/system"):
         assert expected in ops, (expected, api["operations"])
     details = {d["subject"]: d for d in api["details"]}
     assert details["/opt/litellm/current"]["summary"].startswith("no venv -> LiteLLM 1.106.2")
+    # the only gateway: it builds its venv, or receives it from the control node's cache
+    assert api["venv"].endswith(("built here, then shipped to the other gateways of this platform that need it",
+                                 "received from the control node's cache")), api["venv"]
     assert "+model_list:" in details["/etc/litellm/config.yaml"]["diff"]
     assert "+ExecStart=" in details["/etc/systemd/system/litellm.service"]["diff"]
     env_file = details["/etc/litellm/litellm.env"]

@@ -283,6 +283,7 @@ def gateway_host(bind_port: int, venv_root: str, account: list[str] | None = Non
         "python": ".".join(str(n) for n in sys.version_info[:3]),
         "has_venv": _stdlib_has("ensurepip", "venv"),
         "has_ss": shutil.which("ss") is not None,
+        "has_zstd": shutil.which("zstd") is not None,  # packs and unpacks venv artifacts
         "arch": os.uname().machine,
         "glibc": _glibc(),
         "cpus": os.cpu_count() or 1,

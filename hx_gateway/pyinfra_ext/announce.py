@@ -18,6 +18,7 @@ from hx_gateway.pyinfra_ext.summary import plan_listing, plan_verdict, roll_summ
 
 DEGRADED_ATTRIBUTE = "hx_degraded"
 ROLL_ATTRIBUTE = "hx_roll"
+VENV_SOURCES_ATTRIBUTE = "hx_venv_sources"  # a venv_artifacts.RunSources: who builds, receives, keeps
 
 
 def note_degraded(state: State, host: str, down: list[str]) -> None:
@@ -66,6 +67,9 @@ class PlanSummary(BaseStateCallback):
         roll = roll_line(state)
         if roll:
             logger.info(f"--> {roll}")
+        sources = getattr(state, VENV_SOURCES_ATTRIBUTE, None)
+        for line in sources.lines() if sources else []:
+            logger.info(f"--> {line}")
         logger.info(f"--> {plan_verdict(plan, hosts, getattr(state, DEGRADED_ATTRIBUTE, None))}")
 
 

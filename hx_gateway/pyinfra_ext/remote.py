@@ -22,3 +22,19 @@ def run_as_root(command: str, on: Host | None = None) -> tuple[bool, CommandOutp
     target = on or current_host
     privileges = {"_sudo": True} if target.data.get("_sudo") else {}
     return target.run_shell_command(command, **privileges)
+
+
+def put_as_root(local: str, remote: str, on: Host | None = None) -> None:
+    """Upload a file outside an operation (raises OSError if the connector cannot)."""
+    target = on or current_host
+    privileges = {"_sudo": True} if target.data.get("_sudo") else {}
+    if not target.put_file(local, remote, **privileges):
+        raise OSError(f"could not upload {local} to {target.name}:{remote}")
+
+
+def get_as_root(remote: str, local: str, on: Host | None = None) -> None:
+    """Download a file outside an operation (raises OSError if the connector cannot)."""
+    target = on or current_host
+    privileges = {"_sudo": True} if target.data.get("_sudo") else {}
+    if not target.get_file(remote, local, **privileges):
+        raise OSError(f"could not download {target.name}:{remote} to {local}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt, python, server
 
 from hx_gateway import lock
 from hx_gateway.model.plan import VenvPlan
@@ -15,6 +16,8 @@ from hx_gateway.pyinfra_ext.facts import HOST_VENV_CHECK, shell_command
 from hx_gateway.pyinfra_ext.operations import ensure_directory
 from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
+from hx_gateway.venv_artifacts import Artifact
+from tasks.gateway import venv_artifact
 
 NOLOGIN = "/usr/sbin/nologin"
 
@@ -87,26 +90,47 @@ def service_account(settings: Settings, seen: dict) -> None:
 @deploy("Install")
 def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
     """Returns the operations whose change means the service must restart, by what they manage."""
-    if not facts["has_venv"] or not facts["has_ss"]:
-        changes.record("packages", "apt", "install python3-venv, iproute2 (missing)")
-        apt.packages(name="Install OS prerequisites", packages=["python3-venv", "iproute2"], update=True,
-                     cache_time=3600)
+    # zstd packs and unpacks venv artifacts: needed only by a host that gets a new venv.
+    wanted = {"python3-venv": facts["has_venv"], "iproute2": facts["has_ss"],
+              **({} if venv.installed else {"zstd": facts.get("has_zstd")})}
+    missing = [package for package, present in wanted.items() if not present]
+    if missing:
+        changes.record("packages", "apt", f"install {', '.join(missing)} (missing)")
+        apt.packages(name="Install OS prerequisites", packages=list(wanted), update=True, cache_time=3600)
     service_account(settings, facts["account"])
     directories = render.managed_directories(settings)
     for key in ("venv_root", "venvs", "cache"):
         ensure_directory(directories[key], facts["directories"])
+    artifact = Artifact(venv.venv_id, venv.target.key, f"{settings.venv_root}/venvs/{venv.venv_id[:16]}")
+    sources = venv_artifact.run_sources()
+    summary = f"venv {venv.venv_id[:16]} (LiteLLM {venv.litellm_version}, {venv.target.key})"
     if venv.installed:
+        sources.kept[host.name] = summary
+        changes.record("venv-source", f"{settings.venv_root}/current", f"keeps {summary}")
         return {}
+    sources.need(host.name, artifact)
+    cached = bool(sources.cached[artifact.name])
     broken = facts.get("venv_runnable") is False
     before = ("a venv that cannot run (bin/python or bin/litellm missing)" if broken
               else f"LiteLLM {facts['installed_litellm']}" if facts.get("installed_litellm") else "no venv")
     changes.record("venv", f"{settings.venv_root}/current",
                    f"{before} -> LiteLLM {venv.litellm_version} (venv {venv.venv_id[:16]}, {venv.target.key})")
+    # Who builds is known once every host is planned: the ticket works it out from these records.
+    changes.record("venv-source", f"{settings.venv_root}/current", summary, artifact=artifact.name, cached=cached)
     archive = venv.wheelhouse()
-    files.put(name=f"Upload wheelhouse {archive.name} (one archive)", src=str(archive),
-              dest=f"{CACHE_ON_TARGET}/{archive.name}", mode="644")
     script = install_script(settings, archive.name, lock.file_sha256(archive), venv.venv_id)
-    installed = server.shell(name=f"Install LiteLLM {venv.litellm_version} into venv {venv.venv_id[:16]} "
-                                  f"({venv.target.key}, uv){'; the deployed one cannot run' if broken else ''}",
-                          commands=[script])
-    return {"venv": installed}
+    why = "; the deployed one cannot run" if broken else ""
+    if not cached:
+        python.call(name=f"Install LiteLLM {venv.litellm_version}: build venv {venv.venv_id[:16]} "
+                         f"({venv.target.key}, uv) on the first gateway by name that needs it, pack it, "
+                         f"fetch it to the control node",
+                    function=venv_artifact.build, artifact=artifact, wheelhouse=archive,
+                    install_and_pack=script + venv_artifact.pack_script(settings, venv.venv_id, artifact))
+    # Planned after the build above: pyinfra runs it once every builder has built and fetched.
+    received = python.call(name=f"Install LiteLLM {venv.litellm_version}: receive venv {venv.venv_id[:16]} "
+                                f"({venv.target.key}) from "
+                                f"{'the control node' if cached else 'the gateway that built it'}{why}",
+                           function=venv_artifact.receive, settings=settings, venv_id=venv.venv_id,
+                           artifact=artifact, venv_check=venv_check_command(), wheelhouse=archive,
+                           install_script=script)
+    return {"venv": received}

@@ -1,0 +1,134 @@
+"""Build a venv once per platform, ship it built: who builds, who receives, and the host steps.
+
+While the deploy is planned, hosts are planned one after another in inventory order. The first
+gateway that needs a venv the control node's cache does not hold builds it (tasks/gateway/install.py)
+and packs it; the deploy fetches the artifact into the cache (hx_gateway/venv_artifacts.py) right
+after. Every later gateway of the same platform that needs the same venv receives it: its operation
+runs after the fetch (pyinfra runs operations in the order of the code that plans them), checks the
+digest on the host, unpacks into `venvs/<id>`, checks the venv as a build is checked, and switches
+`current` the same atomic way. An artifact that is missing or damaged (the build failed, the cache
+or the transfer corrupted it) is refused and that host builds from the wheelhouse instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host, logger, state
+from pyinfra.api.exceptions import NestedOperationError
+
+from hx_gateway import venv_artifacts
+from hx_gateway.model.settings import Settings
+from hx_gateway.pyinfra_ext.announce import VENV_SOURCES_ATTRIBUTE
+from hx_gateway.pyinfra_ext.remote import get_as_root, put_as_root, run_as_root
+from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
+from hx_gateway.venv_artifacts import Artifact, RunSources
+
+# zstd -1 on every core: 713 MB of venv become ~220 MB in ~1.7 s (gzip -1: 245 MB in 10 s of CPU).
+# GNU format: names sorted, owners numeric, no per-run headers; the same tree packs to the same bytes.
+PACK_OPTIONS = "--sort=name --format=gnu --owner=0 --group=0 --numeric-owner --use-compress-program='zstd -q -1 -T0'"
+REFUSED = "hx-artifact-refused"  # what the unpack step says when the digest does not match
+
+
+def run_sources() -> RunSources:
+    """This run's record of who needs which venv (the preview prints it: announce.py)."""
+    if not hasattr(state, VENV_SOURCES_ATTRIBUTE):
+        setattr(state, VENV_SOURCES_ATTRIBUTE, RunSources())
+    return getattr(state, VENV_SOURCES_ATTRIBUTE)
+
+
+def pack_script(settings: Settings, venv_id: str, artifact: Artifact) -> str:
+    """Appended to the install script of the host that builds: the venv as one artifact."""
+    packed = f"{CACHE_ON_TARGET}/{artifact.name}"
+    # Not packed: the venv still serves here; only the other hosts build their own.
+    return (f"(tar {PACK_OPTIONS} -C {settings.venv_root}/venvs -cf {packed}.partial {venv_id[:16]} "
+            f"&& mv {packed}.partial {packed}) || echo 'the venv was not packed' >&2\n")
+
+
+def unpack_script(settings: Settings, venv_id: str, artifact: Artifact, digest: str, venv_check: str) -> str:
+    """Digest first; unpack beside the venvs, check, move into place, switch `current` atomically."""
+    venvs = f"{settings.venv_root}/venvs"
+    packed = f"{CACHE_ON_TARGET}/{artifact.name}"
+    return f"""set -eu
+venv={venvs}/{venv_id[:16]}
+if [ "$(sha256sum {packed} | cut -d' ' -f1)" != "{digest}" ]; then
+  rm -f {packed}; echo "{REFUSED}: {artifact.name} does not match its sha256 {digest[:16]}" >&2; exit 3
+fi
+rm -rf {venvs}/incoming.*  # left by an interrupted run
+work=$(mktemp -d {venvs}/incoming.XXXXXX)
+trap 'rm -rf "$work" {packed}' EXIT
+zstd -dcq {packed} | tar -x -C "$work"
+if [ "$(cat "$work/{venv_id[:16]}/.hx-venv-id" 2>/dev/null)" != "{venv_id}" ]; then
+  echo "{REFUSED}: {artifact.name} does not hold venv {venv_id[:16]}" >&2; exit 3
+fi
+rm -rf "$venv" && mv "$work/{venv_id[:16]}" "$venv"
+if ! {venv_check} "$venv" --enforce >"$work/venv-check.json"; then
+  cat "$work/venv-check.json" >&2; rm -rf "$venv"; echo "refused: $venv was not activated" >&2; exit 1
+fi
+ln -sfn "$venv" {settings.venv_root}/current.new && mv -T {settings.venv_root}/current.new {settings.venv_root}/current
+"""
+
+
+def build(artifact: Artifact, wheelhouse: Path, install_and_pack: str) -> None:
+    """Runs on every host that needs the venv; only the builder (`RunSources.builder`) builds, packs
+    and fetches, the others receive in the next operation."""
+    if run_sources().builder(artifact) != host.name:
+        return
+    put_as_root(str(wheelhouse), f"{CACHE_ON_TARGET}/{wheelhouse.name}")
+    ok, output = run_as_root(install_and_pack)
+    if not ok:
+        _fail(f"building the venv failed:\n{output.stderr.strip()[-2000:]}")
+    fetch(artifact)
+
+
+def fetch(artifact: Artifact) -> None:
+    """On the host that built: bring its artifact into the control node's cache. A failure here
+    costs the other hosts a build of their own, not this host its new venv: a warning, not an error."""
+    remote = f"{CACHE_ON_TARGET}/{artifact.name}"
+    try:
+        ok, output = run_as_root(f"sha256sum {remote}")
+        if not ok:
+            raise OSError(output.stderr.strip() or f"{remote} was not packed")
+        fetched = venv_artifacts.partial_path(artifact, host.name)
+        get_as_root(remote, str(fetched))
+        venv_artifacts.store(artifact, fetched, output.stdout.split()[0])
+        host.log(f"venv built here and fetched to the control node: {artifact.name} "
+                 f"({artifact.path.stat().st_size / 1e6:.0f} MB)")
+    except (OSError, venv_artifacts.ArtifactError) as failure:
+        host.log(f"venv artifact not cached ({failure}): the other gateways build their own", logger.warning)
+    finally:
+        run_as_root(f"rm -f {remote}")
+
+
+def receive(settings: Settings, venv_id: str, artifact: Artifact, venv_check: str, wheelhouse: Path,
+            install_script: str) -> None:
+    """Unpack the artifact (built earlier in this run or cached); if it is missing or refused by its
+    digest, build here from the wheelhouse as a host without artifacts would. The builder skips it."""
+    if run_sources().builder(artifact) == host.name:
+        return
+    # The digest its builder reported: a file damaged since is refused on the host, like one damaged in transit.
+    digest = artifact.recorded_digest() if artifact.path.is_file() else ""
+    if digest:
+        put_as_root(str(artifact.path), f"{CACHE_ON_TARGET}/{artifact.name}")
+        ok, output = run_as_root(unpack_script(settings, venv_id, artifact, digest, venv_check))
+        if ok:
+            builder = run_sources().builder(artifact)
+            host.log(f"venv received ({artifact.name}, sha256 checked), "
+                     f"{'built on ' + builder if builder else 'from the control node cache'}")
+            return
+        if REFUSED not in output.stderr:
+            _fail(f"the venv from {artifact.name} was refused:\n{output.stderr.strip()[-2000:]}")
+        host.log(f"{output.stderr.strip().splitlines()[-1]}: building the venv here instead", logger.warning)
+    else:
+        host.log(f"no intact artifact {artifact.name} (its build failed or the cache lost it): "
+                 "building the venv here instead", logger.warning)
+    put_as_root(str(wheelhouse), f"{CACHE_ON_TARGET}/{wheelhouse.name}")
+    ok, output = run_as_root(install_script)
+    if not ok:
+        _fail(f"building the venv failed:\n{output.stderr.strip()[-2000:]}")
+    host.log("venv built here from the wheelhouse")
+
+
+def _fail(message: str) -> None:
+    host.log_styled(message, fg="red", log_func=logger.error)
+    raise NestedOperationError(message)
