@@ -121,13 +121,15 @@ class RunSources:
             self.cached[artifact.name] = usable(artifact)
 
     def builder(self, artifact: Artifact) -> str:
+        return self._builder_of(artifact.name)
+
+    def _builder_of(self, name: str) -> str:
         """"" when the cache held it while the run was planned; else the host that builds it."""
-        return "" if self.cached.get(artifact.name) else builder_among(self.needs[artifact.name])
+        return "" if self.cached.get(name) else builder_among(self.needs[name])
 
     def lines(self) -> list[str]:
         """Per gateway, where its venv comes from (for the preview)."""
         said = {h: f"kept: {what}" for h, what in self.kept.items()}
         for name, hosts in self.needs.items():
-            builder = "" if self.cached.get(name) else builder_among(hosts)
-            said.update({h: f"{source_words(h, builder)} ({name})" for h in hosts})
+            said.update({h: f"{source_words(h, self._builder_of(name))} ({name})" for h in hosts})
         return [f"{h}: venv {said[h]}" for h in sorted(said)]

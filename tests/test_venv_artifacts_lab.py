@@ -14,7 +14,7 @@ from conftest import FRESH, defaults, pyinfra, ticket
 from hx_gateway import lock, venv_artifacts
 from hx_gateway.model.settings import load_settings
 from lab.lab import Lab, docker, exec_in
-from tasks.gateway.install import venv_check_command
+from tasks.gateway.install import activation
 from tasks.gateway.venv_artifact import REFUSED, unpack_script
 
 pytestmark = pytest.mark.lab
@@ -109,7 +109,7 @@ def test_an_artifact_damaged_on_its_way_is_refused_on_the_host_which_keeps_its_v
     before = manifest("hx-api3")
     venv_id = exec_in("hx-api3", "cat", "/opt/litellm/current/.hx-venv-id")
     unpack = unpack_script(load_settings(defaults(), "hx-api3"), venv_id, SimpleNamespace(name=artifact.name), digest,
-                           venv_check_command())
+                           activation("/opt/litellm"))
     result = subprocess.run(["docker", "exec", "hx-api3", "sh", "-c", unpack], capture_output=True, text=True)
     assert result.returncode == 3 and REFUSED in result.stderr, (result.returncode, result.stderr)
     assert manifest("hx-api3") == before and leftovers("hx-api3") == ""  # nothing half-installed, nothing left

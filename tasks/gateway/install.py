@@ -62,14 +62,20 @@ tar -xf {archive} -C "$work"
 {TARGET_PYTHON} -m venv --without-pip "$venv"
 UV_CACHE_DIR="$work/cache" "$work/uv" pip install --no-config --offline --no-index --quiet --find-links "$work" \\
   --require-hashes -r "$work/requirements.lock" --python "$venv/bin/python" {UV_INSTALL_OPTIONS}
-# Before `current` may point at it: only the start-up hooks the lock explains, and a LiteLLM the
+{activation(settings.venv_root, marker=f'echo {venv_id} > "$venv/.hx-venv-id"')}rm -f {archive}
+"""
+
+
+def activation(venv_root: str, marker: str = "") -> str:
+    """The last steps for a new venv in "$venv", built here or received (work files in "$work"):
+    `marker` (a build writes the venv's id; a received venv brings it), then `current` switches."""
+    return f"""# Before `current` may point at it: only the start-up hooks the lock explains, and a LiteLLM the
 # version policy allows (hx_gateway/host/venv_check.py); else the new venv goes and `current` stays.
 if ! {venv_check_command()} "$venv" --enforce >"$work/venv-check.json"; then
   cat "$work/venv-check.json" >&2; rm -rf "$venv"; echo "refused: $venv was not activated" >&2; exit 1
 fi
-echo {venv_id} > "$venv/.hx-venv-id"
-ln -sfn "$venv" {settings.venv_root}/current.new && mv -T {settings.venv_root}/current.new {settings.venv_root}/current
-rm -f {archive}
+{marker}
+ln -sfn "$venv" {venv_root}/current.new && mv -T {venv_root}/current.new {venv_root}/current
 """
 
 
@@ -131,6 +137,6 @@ def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
                                 f"({venv.target.key}) from "
                                 f"{'the control node' if cached else 'the gateway that built it'}{why}",
                            function=venv_artifact.receive, settings=settings, venv_id=venv.venv_id,
-                           artifact=artifact, venv_check=venv_check_command(), wheelhouse=archive,
+                           artifact=artifact, activate=activation(settings.venv_root), wheelhouse=archive,
                            install_script=script)
     return {"venv": received}

@@ -1,13 +1,14 @@
 """Build a venv once per platform, ship it built: who builds, who receives, and the host steps.
 
-While the deploy is planned, hosts are planned one after another in inventory order. The first
-gateway that needs a venv the control node's cache does not hold builds it (tasks/gateway/install.py)
-and packs it; the deploy fetches the artifact into the cache (hx_gateway/venv_artifacts.py) right
-after. Every later gateway of the same platform that needs the same venv receives it: its operation
-runs after the fetch (pyinfra runs operations in the order of the code that plans them), checks the
-digest on the host, unpacks into `venvs/<id>`, checks the venv as a build is checked, and switches
-`current` the same atomic way. An artifact that is missing or damaged (the build failed, the cache
-or the transfer corrupted it) is refused and that host builds from the wheelhouse instead.
+Every gateway that needs a venv the control node's cache does not hold plans two operations: build,
+then receive. pyinfra plans hosts concurrently, so the builder is chosen once every host is planned:
+the first by name of those that need the same artifact (hx_gateway/venv_artifacts.py, `RunSources`).
+It builds (tasks/gateway/install.py), packs, and the deploy fetches the artifact into the cache; the
+others skip the build. The receive operation runs after every build (pyinfra runs operations in the
+order of the code that plans them): the host checks the digest, unpacks into `venvs/<id>`, checks the
+venv as a build is checked and switches `current` the same atomic way. With the artifact already
+cached, only the receive is planned. An artifact that is missing or damaged (the build failed, the
+cache or the transfer corrupted it) is refused and that host builds from the wheelhouse instead.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def pack_script(settings: Settings, venv_id: str, artifact: Artifact) -> str:
             f"&& mv {packed}.partial {packed}) || echo 'the venv was not packed' >&2\n")
 
 
-def unpack_script(settings: Settings, venv_id: str, artifact: Artifact, digest: str, venv_check: str) -> str:
-    """Digest first; unpack beside the venvs, check, move into place, switch `current` atomically."""
+def unpack_script(settings: Settings, venv_id: str, artifact: Artifact, digest: str, activate: str) -> str:
+    """Digest first; unpack beside the venvs, move into place, then `activate` (install.activation:
+    the venv check a build passes, the atomic switch of `current`)."""
     venvs = f"{settings.venv_root}/venvs"
     packed = f"{CACHE_ON_TARGET}/{artifact.name}"
     return f"""set -eu
@@ -62,11 +64,7 @@ if [ "$(cat "$work/{venv_id[:16]}/.hx-venv-id" 2>/dev/null)" != "{venv_id}" ]; t
   echo "{REFUSED}: {artifact.name} does not hold venv {venv_id[:16]}" >&2; exit 3
 fi
 rm -rf "$venv" && mv "$work/{venv_id[:16]}" "$venv"
-if ! {venv_check} "$venv" --enforce >"$work/venv-check.json"; then
-  cat "$work/venv-check.json" >&2; rm -rf "$venv"; echo "refused: $venv was not activated" >&2; exit 1
-fi
-ln -sfn "$venv" {settings.venv_root}/current.new && mv -T {settings.venv_root}/current.new {settings.venv_root}/current
-"""
+{activate}"""
 
 
 def build(artifact: Artifact, wheelhouse: Path, install_and_pack: str) -> None:
@@ -100,7 +98,7 @@ def fetch(artifact: Artifact) -> None:
         run_as_root(f"rm -f {remote}")
 
 
-def receive(settings: Settings, venv_id: str, artifact: Artifact, venv_check: str, wheelhouse: Path,
+def receive(settings: Settings, venv_id: str, artifact: Artifact, activate: str, wheelhouse: Path,
             install_script: str) -> None:
     """Unpack the artifact (built earlier in this run or cached); if it is missing or refused by its
     digest, build here from the wheelhouse as a host without artifacts would. The builder skips it."""
@@ -110,7 +108,7 @@ def receive(settings: Settings, venv_id: str, artifact: Artifact, venv_check: st
     digest = artifact.recorded_digest() if artifact.path.is_file() else ""
     if digest:
         put_as_root(str(artifact.path), f"{CACHE_ON_TARGET}/{artifact.name}")
-        ok, output = run_as_root(unpack_script(settings, venv_id, artifact, digest, venv_check))
+        ok, output = run_as_root(unpack_script(settings, venv_id, artifact, digest, activate))
         if ok:
             builder = run_sources().builder(artifact)
             host.log(f"venv received ({artifact.name}, sha256 checked), "
