@@ -1,6 +1,6 @@
 """Deploy speed on the lab: fresh converge (split into phases), no-op re-run and dry run; medians.
 
-    python bench/deploy_speed.py [--runs 3] [--gateways 1]
+    python bench/deploy_speed.py [--runs 3] [--gateways 1] [--artifact-cache cold|warm|both]
 
 Goals (issues: the deploy, benchmarks): no-op re-run <= 3 s for three hosts (issue 22: < 1 s for one
 gateway, on a settled machine; the no-op right after the converge is reported beside it; pyinfra's own
@@ -8,6 +8,9 @@ start, measured beside them, is the floor under both); converge <= 25 s
 excluding the one-time wheelhouse download (built before timing starts). With --gateways N the lab
 runs N gateway hosts and pyinfra deploys them in parallel; the converge is then bound by CPU (every
 LiteLLM boot costs CPU-seconds), so it also reports the CPU-seconds the whole machine used.
+--artifact-cache (issue 28): `cold` empties the control node's venv artifact cache before each fresh
+converge (the first gateway builds, the others receive); `warm` keeps the artifact a first converge of
+fresh gateways cached (a rebuilt host: it receives its venv); `both` alternates the two in one run.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 from common import REPO, report, use_random_secrets
 
+from hx_gateway.venv_artifacts import ARTIFACT_DIR
 from lab.lab import Lab, exec_in
 
 PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
@@ -122,33 +127,73 @@ def median(samples: list[float]) -> float:
     return round(statistics.median(samples), 2)
 
 
-def converged_lab(gateways: int) -> Lab:
+def converged_lab(gateways: int, prime_artifact: bool) -> Lab:
     """The lab with `gateways` gateway hosts, converged with this run's random secrets (this also
-    builds the wheelhouse once; it is cached on the control node)."""
-    use_random_secrets(HX_LAB_GATEWAYS=str(gateways))
-    lab = Lab(gateways=gateways)
+    builds the wheelhouse once; it is cached on the control node). `prime_artifact`: first a converge
+    of at least two fresh gateways, which builds the venv once, packs it and caches it (a lone
+    gateway's venv is not packed), as a fleet's first converge does."""
+    lab = Lab(gateways=max(gateways, 2) if prime_artifact else gateways)
     lab.up()
+    if prime_artifact:
+        use_random_secrets(HX_LAB_GATEWAYS=str(len(gateway_names(lab))))
+        reset(gateway_names(lab))
+        timed_run()
+        if not any(ARTIFACT_DIR.glob("venv-*.tar.zst")):
+            raise SystemExit("no venv artifact was cached by the first converge of fresh gateways")
+    use_random_secrets(HX_LAB_GATEWAYS=str(gateways))
     timed_run()
     return lab
+
+
+def gateway_names(lab: Lab) -> list[str]:
+    return [h.name for h in lab.hosts() if h.role == "gateway"]
+
+
+def reset(gateways: list[str]) -> None:
+    for name in gateways:
+        exec_in(name, "sh", "-c", RESET, check=False)
+
+
+def fresh_converge(gateways: list[str], warm: bool) -> dict:
+    """Fresh gateways, a dropped page cache; `warm`: the artifact cache as primed, else empty (the
+    primed one is set aside meanwhile and put back after)."""
+    reset(gateways)
+    aside = ARTIFACT_DIR.with_name("venvs.bench-aside")
+    if not warm and ARTIFACT_DIR.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        ARTIFACT_DIR.rename(aside)
+    try:
+        dropped = drop_page_cache()
+        run = timed_run()
+    finally:
+        if aside.exists():
+            shutil.rmtree(ARTIFACT_DIR, ignore_errors=True)
+            aside.rename(ARTIFACT_DIR)
+    return {"wall_s": run.wall_s, "machine_cpu_s": run.machine_cpu_s, "page_cache_dropped": dropped,
+            "phases_s": phase_split(run.wall_s, run.op_starts)}
+
+
+def summary(converges: list[dict]) -> dict:
+    middle = sorted(converges, key=lambda c: c["wall_s"])[len(converges) // 2]
+    return {"median_s": middle["wall_s"], "phases_s": middle["phases_s"], "machine_cpu_s": middle["machine_cpu_s"],
+            "samples_s": [c["wall_s"] for c in converges],
+            "page_cache_dropped_before_each": all(c["page_cache_dropped"] for c in converges)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--gateways", type=int, default=1)
+    parser.add_argument("--artifact-cache", choices=("cold", "warm", "both"), default="cold",
+                        help="both: cold and warm converges alternating, in one run")
     args = parser.parse_args()
-    lab = converged_lab(args.gateways)
-    gateways = [h.name for h in lab.hosts() if h.role == "gateway"]
-
-    converges = []
-    dropped = True
+    modes = {"cold": [False], "warm": [True], "both": [False, True]}[args.artifact_cache]
+    lab = converged_lab(args.gateways, prime_artifact=True in modes)
+    gateways = gateway_names(lab)[:args.gateways]
+    converges: dict[bool, list[dict]] = {warm: [] for warm in modes}
     for _ in range(args.runs):
-        for name in gateways:
-            exec_in(name, "sh", "-c", RESET, check=False)
-        dropped = drop_page_cache() and dropped
-        run = timed_run()
-        converges.append({"wall_s": run.wall_s, "machine_cpu_s": run.machine_cpu_s,
-                          "phases_s": phase_split(run.wall_s, run.op_starts)})
+        for warm in modes:
+            converges[warm].append(fresh_converge(gateways, warm))
     right_after = timed_run().wall_s  # the no-op a person runs at once, to see the converge was complete
     settled_after = wait_until_settled()
     noop, dry, start = [], [], []
@@ -156,13 +201,13 @@ def main() -> None:
         noop.append(timed_run().wall_s)
         dry.append(timed_run("--dry").wall_s)
         start.append(pyinfra_start_seconds())
-    middle = sorted(converges, key=lambda c: c["wall_s"])[len(converges) // 2]
+    figures = {f"fresh_converge_{'warm' if warm else 'cold'}_artifact_cache": summary(runs)
+               for warm, runs in converges.items()}
+    if len(modes) == 2:
+        figures["warm_over_cold"] = round(figures["fresh_converge_warm_artifact_cache"]["median_s"]
+                                          / figures["fresh_converge_cold_artifact_cache"]["median_s"], 2)
     report("deploy_speed", {
-        "gateways": len(gateways), "hosts": len(lab.hosts()), "runs": args.runs,
-        "page_cache_dropped_before_each_converge": dropped,
-        "fresh_converge_median_s": middle["wall_s"], "fresh_converge_phases_s": middle["phases_s"],
-        "fresh_converge_machine_cpu_s": middle["machine_cpu_s"],
-        "fresh_converge_samples_s": [c["wall_s"] for c in converges],
+        "gateways": len(gateways), "hosts": len(gateways) + 2, "runs": args.runs, **figures,
         "noop_right_after_converge_s": right_after, "settled_after_s": settled_after,
         "noop_rerun_median_s": median(noop), "noop_samples_s": noop,
         "dry_run_median_s": median(dry), "dry_samples_s": dry,

@@ -32,7 +32,7 @@ from hx_gateway.proof.tls import CA_VALIDATION_PLAN, TLS_VALIDATION_PLAN
 from hx_gateway.proof.usage import USAGE_VALIDATION_PLAN
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
-from hx_gateway.venv_artifacts import builder_among, source_words
+from hx_gateway.venv_artifacts import builder_among, shipped, source_words
 from hx_gateway.verify import add_group_data_option, load_inventory, refused, writable_directory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,9 +104,11 @@ def venv_source(record: dict, records: list[dict]) -> str:
     artifact the cache lacks) or receives it."""
     if "artifact" not in record:
         return record["summary"]
-    needing = [r["host"] for r in records if r["kind"] == "venv-source" and r.get("artifact") == record["artifact"]]
+    sources = [r for r in records if r["kind"] == "venv-source"]
+    needing = [r["host"] for r in sources if r.get("artifact") == record["artifact"]]
     builder = "" if record["cached"] else builder_among(needing)
-    return f"{record['summary']}: {source_words(record['host'], builder)}"
+    ships = shipped(len({r["host"] for r in sources}))
+    return f"{record['summary']}: {source_words(record['host'], builder, ships)}"
 
 
 def build_ticket(inventory: str, plan: list[dict], records: list[dict], hosts: dict[str, list[str]],

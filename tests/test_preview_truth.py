@@ -133,7 +133,7 @@ def assert_full_install_ticket(markdown: str, data: dict, secrets: dict) -> None
     details = {d["subject"]: d for d in api["details"]}
     assert details["/opt/litellm/current"]["summary"].startswith("no venv -> LiteLLM 1.106.2")
     # the only gateway: it builds its venv, or receives it from the control node's cache
-    assert api["venv"].endswith(("built here, then shipped to the other gateways of this platform that need it",
+    assert api["venv"].endswith(("built here from the wheelhouse (the run's only gateway: not packed)",
                                  "received from the control node's cache")), api["venv"]
     assert "+model_list:" in details["/etc/litellm/config.yaml"]["diff"]
     assert "+ExecStart=" in details["/etc/systemd/system/litellm.service"]["diff"]

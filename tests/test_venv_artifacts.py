@@ -80,6 +80,7 @@ def test_the_first_gateway_by_name_builds_and_the_preview_says_what_each_does(ca
     sources.need("@docker/hx-api4", trixie)
     sources.kept["@docker/hx-api"] = "venv c5e32c28a1c9cf9c"
     assert sources.builder(bookworm) == "@docker/hx-api2" and sources.builder(trixie) == "@docker/hx-api4"
+    assert sources.ships()  # a fleet: a rebuilt or added gateway receives what is cached
     assert sources.lines() == [
         "@docker/hx-api: venv kept: venv c5e32c28a1c9cf9c",
         f"@docker/hx-api2: venv built here, then shipped to the other gateways of this platform that need it "
@@ -88,6 +89,11 @@ def test_the_first_gateway_by_name_builds_and_the_preview_says_what_each_does(ca
         f"@docker/hx-api4: venv built here, then shipped to the other gateways of this platform that need it "
         f"({trixie.name})",
     ]
+    lone = RunSources()  # the run's only gateway builds as before: packing would only slow it down
+    lone.need("@docker/hx-api", trixie)
+    assert not lone.ships()
+    assert lone.lines() == [f"@docker/hx-api: venv built here from the wheelhouse (the run's only gateway: "
+                            f"not packed) ({trixie.name})"]
     cached(cache, bookworm)
     again = RunSources()
     again.need("@docker/hx-api3", bookworm)
@@ -102,6 +108,8 @@ def test_the_ticket_names_the_same_builder_as_the_run():
     assert venv_source(records[1], records).endswith("built here, then shipped to the other gateways of this "
                                                      "platform that need it")
     assert venv_source(records[2], records) == "keeps venv c5e3"
+    assert venv_source(records[1], records[1:2]).endswith("built here from the wheelhouse (the run's only "
+                                                          "gateway: not packed)")
 
 
 class FakeHost:

@@ -128,10 +128,10 @@ def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
     why = "; the deployed one cannot run" if broken else ""
     if not cached:
         python.call(name=f"Install LiteLLM {venv.litellm_version}: build venv {venv.venv_id[:16]} "
-                         f"({venv.target.key}, uv) on the first gateway by name that needs it, pack it, "
-                         f"fetch it to the control node",
-                    function=venv_artifact.build, artifact=artifact, wheelhouse=archive,
-                    install_and_pack=script + venv_artifact.pack_script(settings, venv.venv_id, artifact))
+                         f"({venv.target.key}, uv) on the first gateway by name that needs it; in a fleet, pack it "
+                         f"and fetch it to the control node",
+                    function=venv_artifact.build, artifact=artifact, wheelhouse=archive, install=script,
+                    pack=venv_artifact.pack_script(settings, venv.venv_id, artifact))
     # Planned after the build above: pyinfra runs it once every builder has built and fetched.
     received = python.call(name=f"Install LiteLLM {venv.litellm_version}: receive venv {venv.venv_id[:16]} "
                                 f"({venv.target.key}) from "

@@ -3,10 +3,11 @@
 Every gateway that needs a venv the control node's cache does not hold plans two operations: build,
 then receive. pyinfra plans hosts concurrently, so the builder is chosen once every host is planned:
 the first by name of those that need the same artifact (hx_gateway/venv_artifacts.py, `RunSources`).
-It builds (tasks/gateway/install.py), packs, and the deploy fetches the artifact into the cache; the
-others skip the build. The receive operation runs after every build (pyinfra runs operations in the
-order of the code that plans them): the host checks the digest, unpacks into `venvs/<id>`, checks the
-venv as a build is checked and switches `current` the same atomic way. With the artifact already
+It builds (tasks/gateway/install.py) and, when the run has other gateways (a fleet), packs, and the
+deploy fetches the artifact into the cache; the others skip the build. The receive operation
+runs after every build (pyinfra runs operations in the order of the code that plans them): the host
+checks the digest, unpacks into `venvs/<id>`, checks the venv as a build is checked and switches
+`current` the same atomic way. With the artifact already
 cached, only the receive is planned. An artifact that is missing or damaged (the build failed, the
 cache or the transfer corrupted it) is refused and that host builds from the wheelhouse instead.
 """
@@ -67,16 +68,22 @@ rm -rf "$venv" && mv "$work/{venv_id[:16]}" "$venv"
 {activate}"""
 
 
-def build(artifact: Artifact, wheelhouse: Path, install_and_pack: str) -> None:
-    """Runs on every host that needs the venv; only the builder (`RunSources.builder`) builds, packs
-    and fetches, the others receive in the next operation."""
-    if run_sources().builder(artifact) != host.name:
+def build(artifact: Artifact, wheelhouse: Path, install: str, pack: str) -> None:
+    """Runs on every host that needs the venv; only the builder (`RunSources.builder`) builds, and
+    packs and fetches it when the run has other gateways (`RunSources.ships`); the others receive in
+    the next operation."""
+    sources = run_sources()
+    if sources.builder(artifact) != host.name:
         return
+    ships = sources.ships()
     put_as_root(str(wheelhouse), f"{CACHE_ON_TARGET}/{wheelhouse.name}")
-    ok, output = run_as_root(install_and_pack)
+    ok, output = run_as_root(install + pack if ships else install)
     if not ok:
         _fail(f"building the venv failed:\n{output.stderr.strip()[-2000:]}")
-    fetch(artifact)
+    if ships:
+        fetch(artifact)
+    else:
+        host.log("venv built here from the wheelhouse (the run's only gateway: not packed)")
 
 
 def fetch(artifact: Artifact) -> None:
