@@ -102,11 +102,11 @@ def builder_among(hosts: Iterable[str]) -> str:
 def shipped(gateways_in_run: int) -> bool:
     """Whether the builder packs its venv and the control node caches it: in a fleet, where other
     gateways receive it now or when they are rebuilt or added. The run's only gateway builds exactly
-    as before: packing and fetching added 2.6 s (12 %) to its fresh converge (bench/README.md)."""
+    as before: packing and fetching added 1.7 s (8 %) to its fresh converge (bench/README.md)."""
     return gateways_in_run > 1
 
 
-def source_words(host_name: str, builder: str, ships: bool = True) -> str:
+def source_words(host_name: str, builder: str, ships: bool) -> str:
     if not builder:
         return "received from the control node's cache"
     if builder == host_name:

@@ -4,12 +4,12 @@ Every gateway that needs a venv the control node's cache does not hold plans two
 then receive. pyinfra plans hosts concurrently, so the builder is chosen once every host is planned:
 the first by name of those that need the same artifact (hx_gateway/venv_artifacts.py, `RunSources`).
 It builds (tasks/gateway/install.py) and, when the run has other gateways (a fleet), packs, and the
-deploy fetches the artifact into the cache; the others skip the build. The receive operation
-runs after every build (pyinfra runs operations in the order of the code that plans them): the host
-checks the digest, unpacks into `venvs/<id>`, checks the venv as a build is checked and switches
-`current` the same atomic way. With the artifact already
-cached, only the receive is planned. An artifact that is missing or damaged (the build failed, the
-cache or the transfer corrupted it) is refused and that host builds from the wheelhouse instead.
+deploy fetches the artifact into the cache; the others skip the build. The receive operation runs
+after every build (pyinfra runs operations in the order of the code that plans them): the host checks
+the digest, unpacks into `venvs/<id>`, checks the venv as a build is checked and switches `current`
+the same atomic way. With the artifact already cached, only the receive is planned. An artifact that
+is missing or damaged (the build failed, the cache or the transfer corrupted it) is refused and that
+host builds from the wheelhouse instead.
 """
 
 from __future__ import annotations
