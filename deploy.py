@@ -2,7 +2,8 @@
 
 Every host's settings and secrets are validated first, then each component deploys on the hosts of
 its group, in this order: Redis (tasks/redis/) on `redis`, PostgreSQL for the usage records
-(tasks/db/) on `db`, the gateway (tasks/gateway/) on `litellm`, HAProxy (tasks/lb/) on `lb`; with a
+(tasks/db/) on `db`, the gateway (tasks/gateway/) on `litellm`, HAProxy (tasks/lb/) on `lb`, Open WebUI
+(tasks/webui/) on `webui`; with a
 `monitor` host, the exporters on every host (tasks/monitor/node.py) and Prometheus there (tasks/monitor/). Proof
 comes after: `python -m hx_gateway.verify inventory.py` (`./hx lab` runs both in the lab). Preview and
 change ticket: `python -m hx_gateway.ticket inventory.py --out change.md`; rollback:
@@ -30,6 +31,7 @@ from tasks.lb import lb  # noqa: E402
 from tasks.monitor import monitor  # noqa: E402
 from tasks.monitor.node import node, node_removed, removal_reads  # noqa: E402
 from tasks.redis import redis  # noqa: E402
+from tasks.webui import webui  # noqa: E402
 
 announce_plan_verdict(state)  # a dry run ends with "Plan: no changes" or what changes where
 
@@ -51,6 +53,8 @@ try:
         gateway(plan.gateway)
     if plan and plan.lb:
         lb(plan.lb)
+    if plan and plan.webui:
+        webui(plan.webui)
     if plan and plan.node:
         node(plan.node, plan.gateway.settings if plan.gateway else None)
     if plan and plan.monitor:

@@ -1,9 +1,12 @@
-"""The LiteLLM lock (hash-pinned, one per target Python) and the wheelhouse built from it.
+"""The locks (hash-pinned, one per product and target Python) and the wheelhouse built from each.
 
-    python -m hx_gateway.lock update            re-resolve every committed lock (litellm.in, installer.in)
-    python -m hx_gateway.lock add 3.13.5 x86_64 2.41
+    python -m hx_gateway.lock update            re-resolve every committed lock (locks/*.in)
+    python -m hx_gateway.lock add 3.13.5 x86_64 2.41 [--product open-webui]
                                                 resolve a lock for another target interpreter
     python -m hx_gateway.lock wheelhouse LOCK   download the wheels and build the upload archive
+
+Two products have locks: LiteLLM (the gateways, `litellm.in`) and Open WebUI (the `webui` group,
+`open-webui.in`).
 
 The lock is resolved with `uv pip compile --python-version` for the target's exact interpreter
 (markers such as python_full_version < "3.11.3" change the set); wheels are fetched on the
@@ -32,7 +35,6 @@ from hx_gateway.model.refusal import Refusal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_DIR = REPO_ROOT / "locks"
-LOCK_INPUT = LOCK_DIR / "litellm.in"
 # uv installs the venv on the target (seconds; pip needs ~30 s for the same wheels). It travels in the
 # wheelhouse, hash-locked like everything else, and never ends up in the service's venv.
 INSTALLER_INPUT = LOCK_DIR / "installer.in"
@@ -54,6 +56,28 @@ class LockError(Refusal):
 
 
 @dataclass(frozen=True)
+class Product:
+    """What a lock installs: `locks/<name>.in` resolves to `locks/<name>-<target>.txt`."""
+
+    name: str
+    distribution: str  # the pinned distribution the lock must carry
+    # Its releases are checked against policy.json's part of this name (LiteLLM's advisories).
+    version_policy: bool = False
+
+    @property
+    def input(self) -> Path:
+        return LOCK_DIR / f"{self.name}.in"
+
+    def lock_path(self, target: TargetPython) -> Path:
+        return LOCK_DIR / f"{self.name}-{target.key}.txt"
+
+
+LITELLM = Product("litellm", "litellm", version_policy=True)
+OPEN_WEBUI = Product("open-webui", "open-webui")
+PRODUCTS = (LITELLM, OPEN_WEBUI)
+
+
+@dataclass(frozen=True)
 class TargetPython:
     """What decides which wheels a target can install."""
 
@@ -71,7 +95,8 @@ class TargetPython:
 
     @property
     def lock_path(self) -> Path:
-        return LOCK_DIR / f"litellm-{self.key}.txt"
+        """The LiteLLM lock (Product.lock_path for the others)."""
+        return LITELLM.lock_path(self)
 
     @property
     def uv_manylinux(self) -> str:
@@ -97,15 +122,15 @@ def policy() -> dict:
 
 
 @functools.lru_cache(maxsize=8)  # every gateway of a run checks the same ~3,000-line lock
-def check_lock(lock_text: str) -> str:
-    """Refuse a lock without hashes or with a LiteLLM the policy refuses; return the LiteLLM version."""
+def check_lock(lock_text: str, product: Product = LITELLM) -> str:
+    """Refuse a lock without hashes or with a release the policy refuses; return the product's version."""
     pinned = pins(lock_text)
-    version = pinned.get("litellm")
+    version = pinned.get(product.distribution)
     if version is None:
-        raise LockError("the lock pins no litellm version")
-    refused = host_venv_check.version_problems(version, policy()["litellm"])
+        raise LockError(f"the lock pins no {product.distribution} version")
+    refused = host_venv_check.version_problems(version, policy()[product.name]) if product.version_policy else []
     if refused:
-        raise LockError(f"the lock pins {refused[0]}; pin an allowed version in {LOCK_INPUT.name} and run "
+        raise LockError(f"the lock pins {refused[0]}; pin an allowed version in {product.input.name} and run "
                         f"`python -m hx_gateway.lock update` ({POLICY_FILE.relative_to(REPO_ROOT)} says which)")
     if "--hash=sha256:" not in lock_text:
         raise LockError("the lock has no hashes; regenerate it with `python -m hx_gateway.lock update`")
@@ -125,13 +150,18 @@ def file_sha256(path: Path) -> str:
 
 
 def _configured_index() -> list[str]:
-    """The package index this machine's pip is configured with (none: the tools' default)."""
+    """The package index and the local wheel folders (find-links) this machine's pip is configured
+    with: where a CPU-only torch build is offered, it is found the way pip finds it."""
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
     url = os.environ.get("PIP_INDEX_URL")
     if not url:
-        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
         match = re.search(r"^(?:global|:env:)\.index-url='([^']+)'", out, re.MULTILINE)
         url = match.group(1) if match else None
-    return ["--index-url", url] if url else []
+    links = os.environ.get("PIP_FIND_LINKS", "")
+    if not links:
+        match = re.search(r"^(?:global|:env:)\.find-links='([^']+)'", out, re.MULTILINE)
+        links = match.group(1) if match else ""
+    return ["--index-url", url] * bool(url) + [arg for link in links.split() for arg in ("--find-links", link)]
 
 
 def _uv() -> str:
@@ -141,28 +171,34 @@ def _uv() -> str:
     return found
 
 
-def compile_lock(target: TargetPython) -> Path:
-    """Resolve locks/litellm.in for the target's exact interpreter, with hashes."""
+def compile_lock(target: TargetPython, product: Product = LITELLM) -> Path:
+    """Resolve locks/<product>.in for the target's exact interpreter, with hashes."""
     LOCK_DIR.mkdir(exist_ok=True)
     platform = f"{target.arch}-manylinux_{target.uv_manylinux}"
-    subprocess.run(
-        [_uv(), "pip", "compile", str(LOCK_INPUT), "--quiet", "--generate-hashes", "--no-header",
+    path = product.lock_path(target)
+    result = subprocess.run(
+        [_uv(), "pip", "compile", str(product.input), "--quiet", "--generate-hashes", "--no-header",
          "--python-version", target.version, "--python-platform", platform,
-         *_configured_index(), "-o", str(target.lock_path)],
-        check=True,
+         *_configured_index(), "-o", str(path)],
+        capture_output=True, text=True,
     )
-    header = f"# LiteLLM lock for {target.key}: `python -m hx_gateway.lock update` rewrites it.\n"
-    target.lock_path.write_text(header + target.lock_path.read_text())
-    check_lock(target.lock_path.read_text())
-    return target.lock_path
+    if result.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise LockError(f"{product.input.name} cannot be resolved for {target.key} from this machine's package "
+                        f"index:\n{result.stderr.strip()[-2000:]}")
+    header = f"# {product.name} lock for {target.key}: `python -m hx_gateway.lock update` rewrites it.\n"
+    path.write_text(header + path.read_text())
+    check_lock(path.read_text(), product)
+    return path
 
 
-def lock_for(target: TargetPython) -> Path:
+def lock_for(target: TargetPython, product: Product = LITELLM) -> Path:
     """The committed lock for this target, resolved now (and cached in locks/) if there is none."""
-    if not target.lock_path.exists():
-        compile_lock(target)
-    check_lock(target.lock_path.read_text())
-    return target.lock_path
+    path = product.lock_path(target)
+    if not path.exists():
+        compile_lock(target, product)
+    check_lock(path.read_text(), product)
+    return path
 
 
 def compile_installer_lock() -> Path:
@@ -179,11 +215,11 @@ def wheelhouse_name(lock_text: str) -> str:
     return f"wheelhouse-{digest((lock_text + INSTALLER_LOCK.read_text()).encode())[:16]}.tar"
 
 
-def build_wheelhouse(target: TargetPython, lock_path: Path) -> Path:
+def build_wheelhouse(target: TargetPython, lock_path: Path, product: Product = LITELLM) -> Path:
     """Download the locked wheels (and the installer) once; pack them into one deterministic archive:
     the wheels at the top, `requirements.lock`, and `installer/uv-*.whl`."""
     lock_text = lock_path.read_text()
-    check_lock(lock_text)
+    check_lock(lock_text, product)
     archive = CACHE_DIR / wheelhouse_name(lock_text)
     if archive.exists():
         return archive
@@ -251,13 +287,20 @@ def _add_deterministic(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def committed_targets() -> list[TargetPython]:
-    found = []
-    for path in sorted(LOCK_DIR.glob("litellm-py*.txt")):
-        match = re.match(r"litellm-py([\d.]+)-(\w+)-glibc([\d.]+)\.txt$", path.name)
-        if match:
-            found.append(TargetPython(*match.groups()))
-    return found
+LOCK_NAME_RE = re.compile(r"^([a-z-]+)-py([\d.]+)-(\w+)-glibc([\d.]+)\.txt$")
+
+
+def parse_lock_name(name: str) -> tuple[Product, TargetPython] | None:
+    match = LOCK_NAME_RE.match(name)
+    products = {p.name: p for p in PRODUCTS}
+    if not match or match.group(1) not in products:
+        return None
+    return products[match.group(1)], TargetPython(*match.groups()[1:])
+
+
+def committed_targets(product: Product = LITELLM) -> list[TargetPython]:
+    parsed = [parse_lock_name(path.name) for path in sorted(LOCK_DIR.glob(f"{product.name}-py*.txt"))]
+    return [target for found in parsed if found and found[0] == product for target in [found[1]]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,24 +312,28 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("version")
     add.add_argument("arch")
     add.add_argument("glibc")
+    add.add_argument("--product", choices=[p.name for p in PRODUCTS], default=LITELLM.name)
     wheelhouse = sub.add_parser("wheelhouse", help="download wheels and build the archive for a lock")
     wheelhouse.add_argument("lock", type=Path)
     args = parser.parse_args(argv)
     if args.command in ("update", "check"):
         if args.command == "update":
             print(compile_installer_lock())
-        for target in committed_targets():
-            path = compile_lock(target) if args.command == "update" else target.lock_path
-            version = check_lock(path.read_text())
-            check_startup_hooks(_download(target, path, CACHE_DIR / f"wheels-{target.key}"))
-            print(f"{path.relative_to(REPO_ROOT)}: litellm {version} is allowed; no unexplained start-up hook")
+        for product in PRODUCTS:
+            for target in committed_targets(product):
+                path = compile_lock(target, product) if args.command == "update" else product.lock_path(target)
+                version = check_lock(path.read_text(), product)
+                check_startup_hooks(_download(target, path, CACHE_DIR / f"wheels-{target.key}"))
+                print(f"{path.relative_to(REPO_ROOT)}: {product.distribution} {version} is allowed; "
+                      f"no unexplained start-up hook")
     elif args.command == "add":
-        print(compile_lock(TargetPython(args.version, args.arch, args.glibc)))
+        products = {p.name: p for p in PRODUCTS}
+        print(compile_lock(TargetPython(args.version, args.arch, args.glibc), products[args.product]))
     else:
-        match = re.match(r"litellm-py([\d.]+)-(\w+)-glibc([\d.]+)\.txt$", args.lock.name)
-        if not match:
+        found = parse_lock_name(args.lock.name)
+        if not found:
             parser.error("name a lock file from locks/")
-        print(build_wheelhouse(TargetPython(*match.groups()), args.lock))
+        print(build_wheelhouse(found[1], args.lock, found[0]))
     return 0
 
 

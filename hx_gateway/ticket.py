@@ -30,6 +30,7 @@ from hx_gateway.proof.monitor import MONITOR_VALIDATION_PLAN
 from hx_gateway.proof.redaction import redact, redact_keys
 from hx_gateway.proof.tls import CA_VALIDATION_PLAN, TLS_VALIDATION_PLAN
 from hx_gateway.proof.usage import USAGE_VALIDATION_PLAN
+from hx_gateway.proof.webui import WEBUI_VALIDATION_PLAN
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.summary import plan_verdict, roll_summary
 from hx_gateway.venv_artifacts import builder_among, shipped, source_words
@@ -75,7 +76,8 @@ def validation_of(plans: Mapping[str, HostPlan]) -> dict[str, str]:
     return {**VALIDATION_PLAN, **fleet_validation_plan(fleet, caches=any(g.settings.cached_aliases for g in gateways)),
             **(TLS_VALIDATION_PLAN if any(g.tls for g in gateways) or any(lb.certificate for lb in fleet.lbs) else {}),
             **(CA_VALIDATION_PLAN if any(g.settings.ca_bundle for g in gateways) else {}),
-            **(USAGE_VALIDATION_PLAN if fleet.db else {}), **(MONITOR_VALIDATION_PLAN if fleet.monitor else {})}
+            **(USAGE_VALIDATION_PLAN if fleet.db else {}), **(MONITOR_VALIDATION_PLAN if fleet.monitor else {}),
+            **(WEBUI_VALIDATION_PLAN if any(plan.webui for plan in plans.values()) else {})}
 
 
 def rollback_plan(records: list[dict], inventory: str) -> str:

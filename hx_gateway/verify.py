@@ -32,6 +32,7 @@ from hx_gateway.proof.fleet import balancer_checks, balancer_client_checks, cach
 from hx_gateway.proof.monitor import targets_check
 from hx_gateway.proof.tls import TRUST_STORE, ca_marker, tls_checks, trust_store_check
 from hx_gateway.proof.usage import rows_of_call, usage_check
+from hx_gateway.proof.webui import webui_checks
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import (
     GatewayHost,
@@ -119,7 +120,7 @@ def verify_gateway(state: State, gateway, plan: GatewayPlan) -> list[Check]:
         (HttpProbes, {"requests": [{"url": f"{b}/api/version"} for b in s.backends]}),
         (VenvPolicy, {"venv_root": s.venv_root, "policy": lock.policy()}),
     )
-    lock_version = plan.venv_for(facts).litellm_version
+    lock_version = plan.venv_for(facts).version
     checks = gateway_host_checks(gateway.name, s, facts["listeners"], facts["unit"].get("active", False),
                                  facts["unit"].get("enabled", False), installed_version, lock_version, probes,
                                  venv_policy)
@@ -230,10 +231,13 @@ def prove(inventory: str, evidence_dir: str, action: str = "verification",
         if gateways:
             checks += verify_backends(state, gateways[0][1].settings)
         checks += verify_fleet(state, gateways)
+        webuis = [host_plans[h.name].webui for h in state.inventory.get_group("webui", []) if host_plans[h.name].webui]
+        for webui in webuis:
+            checks += webui_checks(webui)
     finally:
         disconnect_all(state)
     plans = [plan for _, plan in gateways]
-    secrets = [v for p in plans for v in p.secrets.all_values()]
+    secrets = [v for p in plans for v in p.secrets.all_values()] + [v for w in webuis for v in w.secrets.all_values()]
     bundle = write_evidence(evidence, checks, [p.settings for p in plans], secrets, action=action)
     print_outputs(checks, [p.settings for p in plans], bundle)
     return EXIT_CODES[overall(checks)[0]]

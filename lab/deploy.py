@@ -1,7 +1,7 @@
-"""`./hx lab [--fleet] [--db] [--monitor] [--tls]`: bring the lab up, deploy into it, and prove it (the
+"""`./hx lab [--fleet] [--db] [--monitor] [--webui] [--tls]`: bring the lab up, deploy into it, and prove it (the
 README's first command). With --fleet the lab is the whole service: hx-redis and hx-lb in front of two
 gateways; with --db it has hx-db, the usage database (PostgreSQL); with --monitor hx-monitor
-(Prometheus, scraping every host); with --tls
+(Prometheus, scraping every host); with --webui hx-webui (Open WebUI on its own client key); with --tls
 the gateways serve HTTPS with the lab's own CA (made once in ~/.config/hx-gateway/lab-tls/).
 
 Secrets: HX_MASTER_KEY / HX_CLIENT_KEY_* from the environment, else a lab secrets file generated
@@ -24,7 +24,8 @@ INVENTORY = "lab/inventory.py"
 LAB_TLS = LAB_SECRETS.parent / "lab-tls"
 
 
-LAB_SECRET_NAMES = ("HX_MASTER_KEY", "HX_CLIENT_KEY_OPEN_WEBUI", "HX_REDIS_PASSWORD", "HX_DB_PASSWORD")
+LAB_SECRET_NAMES = ("HX_MASTER_KEY", "HX_CLIENT_KEY_OPEN_WEBUI", "HX_REDIS_PASSWORD", "HX_DB_PASSWORD",
+                    "HX_WEBUI_SECRET_KEY", "HX_WEBUI_ADMIN_PASSWORD")
 
 
 def ensure_lab_secrets(path: Path = LAB_SECRETS) -> Path:
@@ -50,6 +51,9 @@ def main(argv: list[str]) -> int:
     if "--monitor" in argv:  # Prometheus: hx-monitor
         argv = [a for a in argv if a != "--monitor"]
         env["HX_LAB_MONITOR"] = os.environ["HX_LAB_MONITOR"] = "1"
+    if "--webui" in argv:  # Open WebUI: hx-webui, on its own client key
+        argv = [a for a in argv if a != "--webui"]
+        env["HX_LAB_WEBUI"] = os.environ["HX_LAB_WEBUI"] = "1"
     if "--tls" in argv:  # HTTPS on the gateways, with the lab's own CA (made once, beside the lab's secrets)
         argv = [a for a in argv if a != "--tls"]
         env["HX_LAB_TLS"] = str(LAB_TLS)

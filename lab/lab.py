@@ -96,18 +96,21 @@ class Lab:
     db: str = ""
     # Prometheus: hx-monitor, scraping every other host.
     monitor: bool = False
+    # Open WebUI: hx-webui, a client of the gateways.
+    webui: bool = False
 
     @classmethod
     def from_env(cls) -> Lab:
         """HX_LAB_GATEWAYS (count), HX_LAB_GATEWAY_SUITES (e.g. "bookworm,trixie": a mixed fleet),
         HX_LAB_FLEET=1 (hx-redis and hx-lb in front of at least two gateways) and HX_LAB_DB=1 (hx-db, or
-        HX_LAB_DB=trixie: hx-db on that release), HX_LAB_MONITOR=1 (hx-monitor, Prometheus)."""
+        HX_LAB_DB=trixie: hx-db on that release), HX_LAB_MONITOR=1 (hx-monitor, Prometheus), HX_LAB_WEBUI=1
+        (hx-webui, Open WebUI)."""
         suites = tuple(s for s in os.environ.get("HX_LAB_GATEWAY_SUITES", "").split(",") if s)
         fleet = os.environ.get("HX_LAB_FLEET") == "1"
         count = max(int(os.environ.get("HX_LAB_GATEWAYS", "1")), len(suites), 2 if fleet else 1)
         db = os.environ.get("HX_LAB_DB", "")
         return cls(gateways=count, gateway_suites=suites, fleet=fleet, db="" if db in ("", "0") else db,
-                   monitor=os.environ.get("HX_LAB_MONITOR") == "1")
+                   monitor=os.environ.get("HX_LAB_MONITOR") == "1", webui=os.environ.get("HX_LAB_WEBUI") == "1")
 
     @property
     def network(self) -> str:
@@ -121,7 +124,8 @@ class Lab:
         service = [LabHost("hx-redis", "redis", self.recipe.suite), LabHost("hx-lb", "lb", self.recipe.suite)]
         database = [LabHost("hx-db", "db", self.recipe.suite if self.db == "1" else self.db)] if self.db else []
         monitor = [LabHost("hx-monitor", "monitor", self.recipe.suite)] if self.monitor else []
-        return gateways + backends + (service if self.fleet else []) + database + monitor
+        webui = [LabHost("hx-webui", "webui", self.recipe.suite)] if self.webui else []
+        return gateways + backends + (service if self.fleet else []) + database + monitor + webui
 
     # -- lifecycle -------------------------------------------------------------------------
     def up(self) -> None:

@@ -77,7 +77,7 @@ def test_secret_entries_are_keyed_digests_never_the_values(tmp_path: Path):
 def test_pyinfra_sees_each_programs_arguments_as_the_facts_arguments():
     # pyinfra binds get_fact's arguments against the signature of `command`.
     assert list(inspect.signature(GatewayHost.command).parameters) == [
-        "self", "bind_port", "venv_root", "account", "directories", "unit", "reads"]
+        "self", "bind_port", "venv_root", "account", "directories", "unit", "reads", "script"]
     bound = inspect.getcallargs(GatewayHost().command, 4000, "/opt/litellm")
     assert bound["bind_port"] == 4000 and bound["unit"] == ""
 

@@ -20,7 +20,7 @@ from hx_gateway import lock
 from hx_gateway.model.settings import load_settings
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
 from lab.lab import exec_in
-from tasks.gateway.install import install_script
+from tasks.locked_venv import install_script
 
 pytestmark = pytest.mark.lab
 SITE = "/opt/litellm/current/lib/python3.11/site-packages"
@@ -66,7 +66,7 @@ def test_a_venv_with_an_unexplained_pth_is_refused_before_current_moves(converge
     subprocess.run(["docker", "cp", str(archive), f"hx-api:{CACHE_ON_TARGET}/{archive.name}"], check=True)
     settings = load_settings({**defaults(), "environment": "lab"}, "hx-api")
     before = exec_in("hx-api", "readlink", "/opt/litellm/current")
-    script = install_script(settings, archive.name, lock.file_sha256(archive), "planted0123456789abcdef")
+    script = install_script(settings.venv_root, archive.name, lock.file_sha256(archive), "planted0123456789abcdef")
     result = subprocess.run(["docker", "exec", "-i", "hx-api", "sh"], input=script.encode(), capture_output=True)
     error = result.stderr.decode()
     assert result.returncode != 0, error[-2000:]

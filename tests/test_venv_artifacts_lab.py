@@ -14,8 +14,8 @@ from conftest import FRESH, defaults, pyinfra, ticket
 from hx_gateway import lock, venv_artifacts
 from hx_gateway.model.settings import load_settings
 from lab.lab import Lab, docker, exec_in
-from tasks.gateway.install import activation
 from tasks.gateway.venv_artifact import REFUSED, unpack_script
+from tasks.locked_venv import activation
 
 pytestmark = pytest.mark.lab
 THREE = {"HX_LAB_GATEWAYS": "3"}

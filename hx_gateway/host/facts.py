@@ -252,11 +252,11 @@ def installed_litellm(venv: str) -> str:
     return ""
 
 
-def runnable_venv(venv: str) -> bool:
-    """Whether the venv can still start the gateway: its interpreter (a link to the system's python3,
-    which an upgrade or a hand may remove) and its `litellm` script are there."""
+def runnable_venv(venv: str, script: str = "litellm") -> bool:
+    """Whether the venv can still start its service: its interpreter (a link to the system's python3,
+    which an upgrade or a hand may remove) and its `script` (litellm, open-webui) are there."""
     return os.access(os.path.join(venv, "bin", "python"), os.X_OK) and os.path.isfile(os.path.join(venv, "bin",
-                                                                                                 "litellm"))
+                                                                                                 script))
 
 
 def addresses() -> list[str]:
@@ -267,10 +267,11 @@ def addresses() -> list[str]:
 
 def gateway_host(bind_port: int, venv_root: str, account: list[str] | None = None,
                  directories: list[str] | None = None, unit: str = "", reads: list[str] | None = None,
-                 ) -> dict[str, Any]:
-    """Everything preflight needs from a gateway host. `account` (user, group), `directories` and
-    `unit`: their state, so the deploy calls the operations that manage them only when it differs;
-    `reads`: the files the unit reads (its state says which changed after it started)."""
+                 script: str = "litellm") -> dict[str, Any]:
+    """Everything preflight needs from a host that runs a service from a locked venv (a gateway;
+    Open WebUI: `script` names the program its venv must hold). `account` (user, group),
+    `directories` and `unit`: their state, so the deploy calls the operations that manage them only
+    when it differs; `reads`: the files the unit reads (its state says which changed after it started)."""
     user, group = account or ("", "")
     current = os.path.join(venv_root, "current")
     target = os.path.realpath(current) if os.path.islink(current) else ""
@@ -289,10 +290,11 @@ def gateway_host(bind_port: int, venv_root: str, account: list[str] | None = Non
         "cpus": os.cpu_count() or 1,
         "listeners": listeners(bind_port, user or None),
         # A venv that cannot run counts as none: the deploy builds it again instead of failing every run.
-        "installed_venv_id": _read(os.path.join(target, ".hx-venv-id")) if target and runnable_venv(target) else "",
+        "installed_venv_id": _read(os.path.join(target, ".hx-venv-id")) if target and runnable_venv(target, script)
+        else "",
         "installed_litellm": installed_litellm(target) if target else "",
         "venv": target,
-        "venv_runnable": runnable_venv(target) if target and os.path.isdir(target) else None,  # None: no venv
+        "venv_runnable": runnable_venv(target, script) if target and os.path.isdir(target) else None,  # None: none
         "account": _account(user, group) if user else {},
         "directories": {d: _directory(d) for d in directories or []},
         "unit": _unit_state(unit, reads),

@@ -86,6 +86,8 @@ def problems(venv: str, policy: dict) -> tuple[list[str], list[str], str]:
     found = [f"{os.path.join(venv, hook)}: a start-up hook the lock does not explain (runs at every "
              f"interpreter start); remove it and find out how it got there" for hook in hooks
              if os.path.basename(hook) not in allowed]
+    if policy.get("venv_of", "litellm") != "litellm":  # another product's venv (Open WebUI's): hooks only
+        return found, hooks, ""
     version = installed_version(venv, "litellm")
     if not version:
         found.append(f"{venv}: no litellm distribution installed")

@@ -27,9 +27,17 @@ from hx_gateway.model.fleet import (
 from hx_gateway.model.secrets import Secrets, SecretText, load_secrets, service_password_problems
 from hx_gateway.model.settings import Settings, SettingsError, load_settings, unknown_knob_problems
 from hx_gateway.model.tls import CertificateSummary, TlsMaterial, load_ca, load_tls
+from hx_gateway.model.webui import (
+    WebuiClient,
+    WebuiSecrets,
+    WebuiSettings,
+    load_webui,
+    load_webui_secrets,
+    webui_client,
+)
 
 # The inventory groups the deploy provisions (`llm`, the backends, it only reads).
-COMPONENT_GROUPS = ("litellm", "redis", "lb", "db", "monitor")
+COMPONENT_GROUPS = ("litellm", "redis", "lb", "db", "monitor", "webui")
 
 
 @dataclass(frozen=True)
@@ -38,13 +46,14 @@ class VenvPlan:
 
     target: lock.TargetPython
     lock_text: str
-    litellm_version: str
+    version: str  # of the product the lock pins (LiteLLM's, Open WebUI's)
     venv_id: str  # names the venv directory and its marker: a new lock or build option, a new venv
     installed: bool  # the host runs this venv already
+    product: lock.Product = lock.LITELLM
 
     def wheelhouse(self) -> Path:
         """The archive to upload (downloaded and packed once on the control node, then cached)."""
-        return lock.build_wheelhouse(self.target, self.target.lock_path)
+        return lock.build_wheelhouse(self.target, self.product.lock_path(self.target), self.product)
 
 
 @dataclass(frozen=True)
@@ -57,11 +66,17 @@ class GatewayPlan:
     ca_pem: str = ""  # the operator's CA (ca_bundle), for the host's trust store
 
     def venv_for(self, facts: Mapping[str, Any]) -> VenvPlan:
-        target = lock.TargetPython(facts["python"], facts["arch"], facts["glibc"])
-        lock_text = lock.lock_for(target).read_text()
-        version = lock.check_lock(lock_text)
-        venv_id = lock.digest(f"{lock_text}\n# {lock.VENV_BUILD}\n".encode())
-        return VenvPlan(target, lock_text, version, venv_id, facts.get("installed_venv_id") == venv_id)
+        return venv_plan(facts, lock.LITELLM)
+
+
+def venv_plan(facts: Mapping[str, Any], product: lock.Product) -> VenvPlan:
+    """The venv of `product` for the host's interpreter (`facts`: its python, arch, glibc and the
+    venv id it runs)."""
+    target = lock.TargetPython(facts["python"], facts["arch"], facts["glibc"])
+    lock_text = lock.lock_for(target, product).read_text()
+    version = lock.check_lock(lock_text, product)
+    venv_id = lock.digest(f"{lock_text}\n# {lock.VENV_BUILD}\n".encode())
+    return VenvPlan(target, lock_text, version, venv_id, facts.get("installed_venv_id") == venv_id, product)
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,14 @@ class NodePlan:
 
 
 @dataclass(frozen=True)
+class WebuiPlan:
+    settings: WebuiSettings
+    client: WebuiClient
+    secrets: WebuiSecrets
+    ca_pem: str = ""  # the operator's CA (ca_bundle), for the host's trust store
+
+
+@dataclass(frozen=True)
 class LbPlan:
     settings: LbSettings
     fleet: Fleet
@@ -118,11 +141,12 @@ class HostPlan:
     db: DbPlan | None = None
     monitor: MonitorPlan | None = None
     node: NodePlan | None = None  # with a `monitor` host
+    webui: WebuiPlan | None = None
 
     @property
     def components(self) -> bool:
         """The host is in one of the component groups (the deploy manages it)."""
-        return any((self.gateway, self.redis, self.lb, self.db, self.monitor))
+        return any((self.gateway, self.redis, self.lb, self.db, self.monitor, self.webui))
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -194,6 +218,7 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
     lbs: dict[str, LbSettings] = {}
     dbs: dict[str, DbSettings] = {}
     monitors: dict[str, MonitorSettings] = {}
+    webuis: dict[str, WebuiSettings] = {}
     for name, data, groups in members:
         problems.checked += 1
         problems.add(name, unknown_knob_problems(data, foreign))
@@ -204,7 +229,7 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
             except SettingsError as error:
                 problems.add(name, error.problems)
         for group, loader, found in (("redis", load_redis, redis), ("lb", load_lb, lbs), ("db", load_db, dbs),
-                                     ("monitor", load_monitor, monitors)):
+                                     ("monitor", load_monitor, monitors), ("webui", load_webui, webuis)):
             if group in groups:
                 settings, trouble = loader(name, data)
                 problems.add(name, trouble)
@@ -227,6 +252,7 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
     for group in ("redis", "db") if first else ():  # one password each for the whole service: checked once
         if in_group[group]:
             problems.add(None, service_password_problems(first.secrets, group))
+    webui_plans = _webui_plans(webuis, first, tuple(lbs.values()), problems)
     problems.raise_any()
     fleet = Fleet(next(iter(redis.values()), None), tuple(lbs.values()),
                   tuple(Member.of(name, plan.settings) for name, plan in gateways.items()),
@@ -246,7 +272,29 @@ def fleet_plans(hosts: Iterable[tuple[str, Mapping[str, Any], Collection[str]]],
             monitor=MonitorPlan(monitors[name], fleet) if name in monitors else None,
             node=NodePlan(monitor, served_certificates(gateway, lb_tls.get(name, (None,))[0]), lb=name in lbs,
                           redis=redis.get(name), redis_password=password if name in redis else None, db=dbs.get(name))
-            if monitor and name in fleet.hosts else None)
+            if monitor and name in fleet.hosts else None,
+            webui=webui_plans.get(name))
+    return plans
+
+
+def _webui_plans(webuis: Mapping[str, WebuiSettings], gateway: GatewayPlan | None, lbs: tuple[LbSettings, ...],
+                 problems: _Problems) -> dict[str, WebuiPlan]:
+    """Open WebUI's host: one, with a gateway to use (the first gateway's settings and secrets say
+    which models its key may use and hold the key's value)."""
+    if len(webuis) > 1:
+        problems.add(None, [f"webui: {len(webuis)} hosts ({', '.join(webuis)}); each Open WebUI keeps its own "
+                            f"accounts and chats: keep one host in the `webui` group"])
+    if webuis and gateway is None:
+        problems.add(None, ["webui: no valid gateway to use; add hosts to the `litellm` group (or fix theirs) or "
+                            "remove the `webui` group"])
+        return {}
+    plans = {}
+    for name, settings in webuis.items():
+        client, trouble = webui_client(settings, gateway.settings, lbs)
+        secrets, more = load_webui_secrets(gateway.settings, gateway.secrets, settings.webui_client_key)
+        problems.add(name, trouble + more)
+        if client and secrets and not trouble:
+            plans[name] = WebuiPlan(settings, client, secrets, gateway.ca_pem)
     return plans
 
 

@@ -157,10 +157,12 @@ BACKEND_KNOBS = ("ollama_service", "ollama_port")
 
 
 def knob_names() -> tuple[str, ...]:
-    """Every knob a group_data file may set (the `redis`, `lb`, `db` and `monitor` groups' are in fleet.py)."""
-    from hx_gateway.model.fleet import DB_KNOBS, LB_KNOBS, MONITOR_KNOBS, REDIS_KNOBS  # fleet.py builds on this
+    """Every knob a group_data file may set (the `redis`, `lb`, `db` and `monitor` groups' are in fleet.py,
+    the `webui` group's in webui.py)."""
+    from hx_gateway.model.fleet import DB_KNOBS, LB_KNOBS, MONITOR_KNOBS, REDIS_KNOBS  # they build on this
+    from hx_gateway.model.webui import WEBUI_KNOBS
 
-    return (*GATEWAY_KNOBS, *BACKEND_KNOBS, *REDIS_KNOBS, *LB_KNOBS, *DB_KNOBS, *MONITOR_KNOBS)
+    return (*GATEWAY_KNOBS, *BACKEND_KNOBS, *REDIS_KNOBS, *LB_KNOBS, *DB_KNOBS, *MONITOR_KNOBS, *WEBUI_KNOBS)
 
 
 def _closest(name: str, known: Iterable[str]) -> str | None:

@@ -87,13 +87,16 @@ class Batch(_JsonFact):
 
 
 class GatewayHost(_JsonFact):
-    """Everything preflight needs from a gateway host, in one round trip (host_facts.gateway_host)."""
+    """Everything preflight needs from a gateway host (or Open WebUI's: `script`), in one round trip
+    (host_facts.gateway_host)."""
 
     default = dict
 
     def program(self, bind_port: int, venv_root: str, account: tuple[str, str] = ("", ""),  # type: ignore[override]
-                directories: tuple[str, ...] = (), unit: str = "", reads: tuple[str, ...] = ()) -> Program:
-        return host_fact("gateway_host", bind_port, venv_root, list(account), list(directories), unit, list(reads))
+                directories: tuple[str, ...] = (), unit: str = "", reads: tuple[str, ...] = (),
+                script: str = "litellm") -> Program:
+        return host_fact("gateway_host", bind_port, venv_root, list(account), list(directories), unit, list(reads),
+                         script)
 
 
 class Listeners(_JsonFact):

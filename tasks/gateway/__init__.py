@@ -20,7 +20,7 @@ def gateway(plan: GatewayPlan) -> None:
                     spec=spec_of(settings), reason="before deploy")
     venv = plan.venv_for(facts)
     venv_ops = install.install(settings, facts, venv)
-    config_ops = configure.configure(settings, plan.secrets, venv.litellm_version, facts, plan.fleet, plan.tls,
+    config_ops = configure.configure(settings, plan.secrets, venv.version, facts, plan.fleet, plan.tls,
                                      plan.ca_pem)
     service.service(settings, settings.workers or facts["cpus"], facts["backend_addresses"], {**venv_ops, **config_ops},
                     facts["unit"], plan.fleet)

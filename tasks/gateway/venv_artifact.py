@@ -48,7 +48,7 @@ def pack_script(settings: Settings, venv_id: str, artifact: Artifact) -> str:
 
 
 def unpack_script(settings: Settings, venv_id: str, artifact: Artifact, digest: str, activate: str) -> str:
-    """Digest first; unpack beside the venvs, move into place, then `activate` (install.activation:
+    """Digest first; unpack beside the venvs, move into place, then `activate` (locked_venv.activation:
     the venv check a build passes, the atomic switch of `current`)."""
     venvs = f"{settings.venv_root}/venvs"
     packed = f"{CACHE_ON_TARGET}/{artifact.name}"
