@@ -1,0 +1,111 @@
+"""Open WebUI in the lab (issue 25): hx-webui runs the real Open WebUI 0.12.4, installed from the
+control node's wheelhouse. Converge, idempotence (no change, no restart), verify from outside; its key
+rotated reaches it at the next deploy while the old key gets 401; bad inputs refused before any host
+changes. hx-webui is removed at the end, so the tests after this module find their lab."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from conftest import gateway_url, pyinfra, random_key, run_verify
+
+from hx_gateway.proof.webui import WEBUI_VALIDATION_PLAN
+from lab.lab import docker, exec_in
+
+pytestmark = [pytest.mark.lab, pytest.mark.webui]
+
+WEBUI_ENV = {"HX_LAB_WEBUI": "1"}
+# hx-webui as if Open WebUI had never been deployed there (a kept lab may hold an earlier run's).
+FRESH_WEBUI = ("systemctl disable --now open-webui 2>/dev/null; rm -rf /opt/open-webui /etc/open-webui "
+               "/var/lib/open-webui /etc/systemd/system/open-webui.service; userdel open-webui 2>/dev/null; "
+               "groupdel open-webui 2>/dev/null; systemctl daemon-reload")
+STATE = ("sha256sum /etc/open-webui/* /etc/systemd/system/open-webui.service; "
+         "systemctl show -p MainPID --value open-webui; readlink /opt/open-webui/current")
+
+
+class Webui:
+    def __init__(self, secrets: dict[str, str]) -> None:
+        self.secrets = secrets
+
+    def deploy(self, *args: str, **changes: str):
+        return pyinfra(*args, secrets_env={**self.secrets, **changes}, extra_env=WEBUI_ENV)
+
+    @staticmethod
+    def pid() -> str:
+        return exec_in("hx-webui", "systemctl", "show", "-p", "MainPID", "--value", "open-webui").strip()
+
+    @staticmethod
+    def state() -> str:
+        return exec_in("hx-webui", "sh", "-c", STATE, check=False)
+
+
+@pytest.fixture(scope="module")
+def webui(lab, lab_secrets):
+    secrets = {**lab_secrets, "HX_WEBUI_SECRET_KEY": random_key(), "HX_WEBUI_ADMIN_PASSWORD": random_key()}
+    type(lab)(webui=True).up()
+    exec_in("hx-webui", "sh", "-c", FRESH_WEBUI, check=False)
+    the_webui = Webui(secrets)
+    the_webui.first = the_webui.deploy()
+    try:
+        yield the_webui
+    finally:
+        docker("rm", "-f", "-v", "hx-webui", check=False)
+
+
+def verified(secrets: dict[str, str], tmp_path) -> dict[str, dict]:
+    result = run_verify(secrets, tmp_path, extra_env=WEBUI_ENV)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    (bundle,) = tmp_path.glob("*/checks.json")
+    text = bundle.read_text()
+    for value in secrets.values():
+        assert value not in result.stdout + result.stderr + text  # no secret in the output or the evidence
+    return {c["check"]: c for c in json.loads(text)["checks"]}
+
+
+def test_a_fresh_host_converges_then_a_second_run_changes_and_restarts_nothing_and_verify_passes(webui, tmp_path):
+    first = webui.first
+    assert first.returncode == 0, first.output[-6000:]
+    assert "Install Open WebUI 0.12.4: build venv" in first.output and "Open WebUI answers /health" in first.output
+    assert exec_in("hx-webui", "stat", "-c", "%U %a", "/etc/open-webui/secrets.env").strip() == "root 600"
+    assert exec_in("hx-webui", "stat", "-c", "%U %a", "/var/lib/open-webui").strip() == "open-webui 700"
+    pid = webui.pid()
+    preview = webui.deploy("--dry")
+    assert preview.returncode == 0 and preview.verdict().startswith("Plan: no changes"), preview.output[-3000:]
+    again = webui.deploy()
+    assert again.returncode == 0 and again.changed_ops() == [], again.output[-3000:]
+    assert webui.pid() == pid != "0"
+    for value in webui.secrets.values():
+        assert value not in first.output + preview.output + again.output
+    checks = verified(webui.secrets, tmp_path)
+    assert {name.split("[")[0] for name in checks if name.startswith("webui_")} == set(WEBUI_VALIDATION_PLAN)
+
+
+def test_its_rotated_key_reaches_it_at_the_next_deploy_and_the_old_key_gets_401(webui, tmp_path):
+    old, new = webui.secrets["HX_CLIENT_KEY_OPEN_WEBUI"], random_key()
+    pid = webui.pid()
+    preview = webui.deploy("--dry", HX_CLIENT_KEY_OPEN_WEBUI=new)
+    assert preview.returncode == 0, preview.output[-3000:]
+    assert "Open WebUI /etc/open-webui/secrets.env (contents hidden)" in preview.output
+    run = webui.deploy(HX_CLIENT_KEY_OPEN_WEBUI=new)
+    assert run.returncode == 0, run.output[-6000:]
+    assert new not in run.output + preview.output and old not in run.output
+    webui.secrets["HX_CLIENT_KEY_OPEN_WEBUI"] = new
+    assert webui.pid() != pid  # restarted on the new key
+    verified(webui.secrets, tmp_path)  # a chat through Open WebUI (its API) answers, on the new key
+    refused = httpx.get(f"{gateway_url()}/v1/models", headers={"Authorization": f"Bearer {old}"}, timeout=30)
+    assert refused.status_code == 401
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"HX_WEBUI_ADMIN_PASSWORD": ""}, "HX_WEBUI_ADMIN_PASSWORD (Open WebUI's first admin password): missing"),
+    ({"HX_WEBUI_SECRET_KEY": ""}, "HX_WEBUI_SECRET_KEY (Open WebUI's session signing key): missing"),
+    ({"HX_CLIENT_KEY_OPEN_WEBUI": "master"}, "HX_CLIENT_KEY_OPEN_WEBUI: equals the master key"),
+])
+def test_bad_inputs_are_refused_before_any_host_changes(webui, changes, expected):
+    before = webui.state()
+    changes = {k: webui.secrets["HX_MASTER_KEY"] if v == "master" else v for k, v in changes.items()}
+    run = webui.deploy(**changes)
+    assert run.returncode != 0 and expected in run.output and "Traceback" not in run.output, run.output[-3000:]
+    assert webui.state() == before
