@@ -2,10 +2,11 @@
 
     python -m hx_gateway.destroy INVENTORY [--limit HOST] [--keep-data] [--dry] [-y]
 
-For each gateway host (group `litellm`; `--limit` picks some): stop and disable the unit, remove
-every file, venv, cache, generation and the account the deploy created (hx_gateway/host/destroy.py
-says exactly what, and what it never touches). The backends' Ollama is never touched. `--keep-data`
-keeps the generations, with every copy of a key wiped from them. `--dry` prints the removals and
+For each gateway host (group `litellm`) and Open WebUI host (group `webui`; `--limit` picks some):
+stop and disable the unit, remove every file, venv, cache, generation, Open WebUI's data and the
+account the deploy created (hx_gateway/host/destroy.py says exactly what, and what it never
+touches). The backends' Ollama is never touched. `--keep-data` keeps the generations, with every copy
+of a key wiped from them, and Open WebUI's data (its database: accounts and chats). `--dry` prints the removals and
 changes nothing: a real run removes exactly what it printed (both compute the list from the host
 the same way). A real run asks first unless `-y`. Afterwards every host is proven clean and the
 evidence bundle written, as verify does; the exit code says whether every host is clean.
@@ -26,6 +27,7 @@ from pyinfra.context import ctx_host
 from hx_gateway.host import destroy as host_destroy
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.model.settings import Settings, SettingsError, load_settings
+from hx_gateway.model.webui import load_webui
 from hx_gateway.proof.checks import Check
 from hx_gateway.proof.evidence import print_outputs, write_evidence
 from hx_gateway.pyinfra_ext.facts import shell_command
@@ -64,18 +66,36 @@ def on_host(spec: dict[str, Any], command: str) -> Any:
     return json.loads(output.stdout)
 
 
+DESTROYED_GROUPS = ("litellm", "webui")
+
+
 def selected_gateways(inventory: str, limit: list[str], group_data: list[str]) -> list[str]:
-    """The gateway hosts to destroy, refusing a --limit that names no gateway of the inventory."""
+    """The gateway and Open WebUI hosts to destroy, refusing a --limit that names none of them."""
     state = load_inventory(inventory, group_data)
-    gateways = [h.name for h in state.inventory.get_group("litellm", [])]
+    gateways = list(dict.fromkeys(h.name for g in DESTROYED_GROUPS for h in state.inventory.get_group(g, [])))
     if not limit:
         return gateways
     short = {name: name.split("/")[-1] for name in gateways}
     unknown = [want for want in limit if not any(want in (name, short[name]) for name in gateways)]
     if unknown:
-        raise DestroyError(f"--limit {', '.join(unknown)}: no such gateway host in {inventory} (its gateways: "
-                           f"{', '.join(gateways) or 'none'}); nothing was changed")
+        raise DestroyError(f"--limit {', '.join(unknown)}: no such gateway or Open WebUI host in {inventory} (they "
+                           f"are: {', '.join(gateways) or 'none'}); nothing was changed")
     return [name for name in gateways if name in limit or short[name] in limit]
+
+
+def host_specs(host: Host, keep_data: bool) -> tuple[list[dict[str, Any]], Settings | None]:
+    """What to take off this host (its gateway's, its Open WebUI's), and its gateway settings if any."""
+    from tasks.webui import destroy_spec  # the Open WebUI component owns its files
+
+    data, groups = host.data.dict(), {g for g in DESTROYED_GROUPS if host in host.inventory.get_group(g, [])}
+    settings = load_settings(data, host.name) if "litellm" in groups else None
+    specs = [spec_of(settings, keep_data)] if settings else []
+    if "webui" in groups:
+        webui, problems = load_webui(host.name, data)
+        if problems or webui is None:
+            raise SettingsError(problems)
+        specs.append(destroy_spec(webui, keep_data))
+    return specs, settings
 
 
 def confirmed(hosts: list[str]) -> bool:
@@ -104,15 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refused: {error}", file=sys.stderr)
         return 2
     state = load_state(args.inventory, args.group_data)
-    hosts: dict[str, tuple[Host, Settings]] = {}
+    hosts: dict[str, tuple[Host, list[dict[str, Any]], Settings | None]] = {}
     try:
-        for gateway in state.inventory.get_group("litellm", []):
-            if gateway.name in names:
-                hosts[gateway.name] = (gateway, load_settings(gateway.data.dict(), gateway.name))
+        for name in names:
+            host = state.inventory.get_host(name)
+            hosts[name] = (host, *host_specs(host, args.keep_data))
         plans = {}
-        for name, (gateway, settings) in hosts.items():
-            ctx_host.set(gateway)
-            plans[name] = on_host(spec_of(settings, args.keep_data), "plan")
+        for name, (host, specs, _) in hosts.items():
+            ctx_host.set(host)
+            plans[name] = [action for spec in specs for action in on_host(spec, "plan")]
             print(f"{name}: {len(plans[name])} removal(s)" + ("" if plans[name] else " (nothing of the deploy here)"))
             for action in plans[name]:
                 print(f"    {action['action']}: {action['target']}")
@@ -123,22 +143,23 @@ def main(argv: list[str] | None = None) -> int:
             print("nothing was changed", file=sys.stderr)
             return 1
         checks: list[Check] = []
-        for name, (gateway, settings) in hosts.items():
-            ctx_host.set(gateway)
-            spec = spec_of(settings, args.keep_data)
-            done = on_host(spec, "apply")
+        for name, (host, specs, _) in hosts.items():
+            ctx_host.set(host)
+            done = [action for spec in specs for action in on_host(spec, "apply")]
             checks.append(Check(name, "removed_what_was_planned", done == plans[name],
                                 f"{len(plans[name])} removal(s)", f"{len(done)} carried out",
                                 "run the destroy again: every removal is idempotent", {"removed": done}))
-            checks += [Check(name, c["check"], c["ok"], "nothing of the deploy left", c["seen"],
+            checks += [Check(name, f"{c['check']}[{spec['unit']}]" if len(specs) > 1 else c["check"], c["ok"],
+                             "nothing of the deploy left", c["seen"],
                              "run the destroy again; what is named here is still on the host")
-                       for c in on_host(spec, "proof")]
+                       for spec in specs for c in on_host(spec, "proof")]
     except (DestroyError, SettingsError) as error:
         print(f"{error}", file=sys.stderr)
         return 1
     finally:
         disconnect_all(state)
-    bundle = write_evidence(Path(args.evidence_dir), checks, [s for _, s in hosts.values()], [], action="destroy")
+    bundle = write_evidence(Path(args.evidence_dir), checks, [s for _, _, s in hosts.values() if s], [],
+                            action="destroy")
     print_outputs(checks, [], bundle)
     return 0 if all(c.ok for c in checks) else 1
 

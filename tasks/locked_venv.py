@@ -6,12 +6,15 @@ service's system account. The gateway (tasks/gateway/install.py) and Open WebUI 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from pyinfra import host, logger
+from pyinfra.api.exceptions import NestedOperationError
 from pyinfra.operations import server
 
 from hx_gateway import lock
 from hx_gateway.pyinfra_ext.facts import HOST_VENV_CHECK, shell_command
-from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON
+from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, put_as_root, run_as_root
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -90,3 +93,18 @@ def service_account(user: str, group: str, seen: dict) -> None:
             user=user, group=group, system=True,
             shell=NOLOGIN, home="/nonexistent", create_home=False, ensure_home=False,
         )
+
+
+def fail(message: str) -> None:
+    """End this host's operation with `message` (in red: the run's output says why)."""
+    host.log_styled(message, fg="red", log_func=logger.error)
+    raise NestedOperationError(message)
+
+
+def build_from_wheelhouse(wheelhouse: Path, script: str, what: str = "the venv") -> None:
+    """Upload the wheelhouse and run `script` (install_script's, perhaps with more steps after it)
+    here; a failure fails the operation, `current` unchanged."""
+    put_as_root(str(wheelhouse), f"{CACHE_ON_TARGET}/{wheelhouse.name}")
+    ok, output = run_as_root(script)
+    if not ok:
+        fail(f"building {what} failed:\n{output.stderr.strip()[-2000:]}")

@@ -13,7 +13,7 @@ from hx_gateway import lock
 from hx_gateway.model.plan import fleet_plans
 from hx_gateway.proof.webui import WEBUI_VALIDATION_PLAN
 from hx_gateway.ticket import validation_of
-from tasks.webui import FILES, render_secrets, render_settings, render_unit
+from tasks.webui import FILES, render_secrets, render_settings, render_unit, served_at
 
 GATEWAY, WEBUI, LB = {"litellm"}, {"webui"}, {"lb"}
 SECRETS = {"HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(), "HX_SECRETS_FILE": "/nonexistent",
@@ -153,3 +153,9 @@ def test_a_lock_that_cannot_be_resolved_is_refused_with_the_reason(monkeypatch, 
     with pytest.raises(lock.LockError, match=r"open-webui.in cannot be resolved for py3.11.2-x86_64-glibc2.36"):
         lock.lock_for(lock.TargetPython("3.11.2", "x86_64", "2.36"), lock.OPEN_WEBUI)
     assert not list(tmp_path.glob("open-webui-py*.txt"))
+
+
+def test_where_a_unit_of_ours_serves_is_read_back_from_it():
+    webui = fleet_plans(hosts())["@docker/hx-webui"].webui
+    assert served_at(render_unit(webui, "10.0.0.9")) == ("10.0.0.9", 8080)
+    assert served_at("[Service]\nExecStart=/bin/true\n") is None

@@ -6,13 +6,17 @@ changes. hx-webui is removed at the end, so the tests after this module find the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
-from conftest import gateway_url, pyinfra, random_key, run_verify
+from conftest import LAB_INVENTORY, REPO, gateway_url, pyinfra, random_key, run_verify
 
 from hx_gateway.proof.webui import WEBUI_VALIDATION_PLAN
-from lab.lab import docker, exec_in
+from hx_gateway.webui_api import signin
+from lab.lab import address_of, docker, exec_in
 
 pytestmark = [pytest.mark.lab, pytest.mark.webui]
 
@@ -29,8 +33,8 @@ class Webui:
     def __init__(self, secrets: dict[str, str]) -> None:
         self.secrets = secrets
 
-    def deploy(self, *args: str, **changes: str):
-        return pyinfra(*args, secrets_env={**self.secrets, **changes}, extra_env=WEBUI_ENV)
+    def deploy(self, *args: str, group_data=None, **changes: str):
+        return pyinfra(*args, secrets_env={**self.secrets, **changes}, extra_env=WEBUI_ENV, group_data=group_data)
 
     @staticmethod
     def pid() -> str:
@@ -98,6 +102,45 @@ def test_its_rotated_key_reaches_it_at_the_next_deploy_and_the_old_key_gets_401(
     assert refused.status_code == 401
 
 
+def test_a_hand_change_in_its_admin_panel_shows_in_the_preview_and_the_deploy_puts_it_back(webui):
+    with httpx.Client(base_url=f"http://{address_of('hx-webui')}:8080", timeout=30) as http:
+        _, token = signin(http, "admin@localhost", webui.secrets["HX_WEBUI_ADMIN_PASSWORD"])
+        auth = {"Authorization": f"Bearer {token}"}
+        config = http.get("/openai/config", headers=auth).json()
+        config["OPENAI_API_BASE_URLS"] = ["http://127.0.0.1:9/v1"]  # by hand, in its admin panel
+        http.post("/openai/config/update", headers=auth, json=config).raise_for_status()
+        preview = webui.deploy("--dry")
+        assert preview.returncode == 0, preview.output[-3000:]
+        assert ("Restart open-webui.service (its admin panel changed OPENAI_API_BASE_URLS, which the deploy owns"
+                in preview.output), preview.output[-3000:]
+        run = webui.deploy()
+        assert run.returncode == 0, run.output[-4000:]
+        _, token = signin(http, "admin@localhost", webui.secrets["HX_WEBUI_ADMIN_PASSWORD"])
+        back = http.get("/openai/config", headers={"Authorization": f"Bearer {token}"}).json()
+    assert back["OPENAI_API_BASE_URLS"] == [f"{gateway_url()}/v1"]
+    assert webui.deploy("--dry").verdict().startswith("Plan: no changes")
+
+
+def test_a_new_state_that_does_not_start_is_rolled_back_and_the_previous_one_serves(webui, tmp_path):
+    address = address_of("hx-webui")
+    (tmp_path / "webui.py").write_text("webui_port = 8081\n")
+    # A listener of its own user on the new port: preflight takes it for Open WebUI's, the start cannot bind it.
+    exec_in("hx-webui", "systemd-run", "--unit", "hx-squat", "-p", "User=open-webui", "python3", "-m", "http.server",
+            "8081", "--bind", address)
+    try:
+        before = webui.state()
+        run = webui.deploy(group_data=tmp_path)
+        assert run.returncode != 0, run.output[-4000:]
+        assert "did not come up on the new state; rolled back to generation" in run.output, run.output[-4000:]
+        assert "the previous generation is serving again" in run.output
+    finally:
+        exec_in("hx-webui", "systemctl", "stop", "hx-squat", check=False)
+    assert httpx.get(f"http://{address}:8080/health", timeout=10).status_code == 200
+    after = webui.state()
+    assert after.splitlines()[:3] == before.splitlines()[:3]  # the files as they were; a new PID
+    assert webui.deploy("--dry").verdict().startswith("Plan: no changes")
+
+
 @pytest.mark.parametrize("changes, expected", [
     ({"HX_WEBUI_ADMIN_PASSWORD": ""}, "HX_WEBUI_ADMIN_PASSWORD (Open WebUI's first admin password): missing"),
     ({"HX_WEBUI_SECRET_KEY": ""}, "HX_WEBUI_SECRET_KEY (Open WebUI's session signing key): missing"),
@@ -109,3 +152,20 @@ def test_bad_inputs_are_refused_before_any_host_changes(webui, changes, expected
     run = webui.deploy(**changes)
     assert run.returncode != 0 and expected in run.output and "Traceback" not in run.output, run.output[-3000:]
     assert webui.state() == before
+
+
+def test_destroy_takes_open_webui_off_its_host_and_proves_it_clean(webui, tmp_path):
+    """Last in this module: the host is left as a fresh one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HX_")} | WEBUI_ENV  # destroy needs no secret
+    command = [sys.executable, "-m", "hx_gateway.destroy", LAB_INVENTORY, "--limit", "hx-webui"]
+    dry = subprocess.run([*command, "--dry"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0 and "remove tree: /var/lib/open-webui" in dry.stdout, dry.stdout + dry.stderr
+    assert "hx-api" not in dry.stdout  # --limit: the gateway stays
+    done = subprocess.run([*command, "-y", "--evidence-dir", str(tmp_path)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    left = exec_in("hx-webui", "sh", "-c", "ls -d /opt/open-webui /etc/open-webui /var/lib/open-webui "
+                   "/var/lib/hx-gateway /etc/systemd/system/open-webui.service 2>/dev/null; id open-webui 2>&1",
+                   check=False)
+    assert left.strip() == "id: 'open-webui': no such user", left
+    assert httpx.get(f"{gateway_url()}/health/liveliness", timeout=10).status_code == 200

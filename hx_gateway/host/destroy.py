@@ -1,5 +1,5 @@
-"""Runs on a gateway host as root (python3 -I -S, the standard library only): take off what the deploy
-put on, and nothing else. Sent as this file's text by hx_gateway/destroy.py.
+"""Runs on a gateway (or Open WebUI) host as root (python3 -I -S, the standard library only): take off
+what the deploy put on, and nothing else. Sent as this file's text by hx_gateway/destroy.py.
 
     python3 -I -S destroy.py SPEC_JSON plan      the removals, as a JSON list (changes nothing)
     python3 -I -S destroy.py SPEC_JSON apply     carry them out; prints the list it carried out
@@ -16,7 +16,8 @@ finishes the job. What it removes, by origin:
 - the venvs (`venvs/`, `current`, interrupted `unpack.*`) and the venv root when nothing else is in
   it (a venv an operator made there by hand stays); the uploaded wheelhouse cache; the private upload directories;
 - the generations, unless `keep_data`: then they stay, but every copy of a secret file in them is
-  wiped (no key material stays on the host);
+  wiped (no key material stays on the host); likewise the service's data directories (`data_dirs`:
+  Open WebUI's database and uploads), kept only with `keep_data`;
 - the service account, only if it is exactly the account the deploy creates (system, no login,
   home /nonexistent): an account made by hand stays.
 OS packages the deploy may have installed (python3-venv, iproute2) stay: other software uses them.
@@ -132,8 +133,9 @@ def plan(spec: dict) -> list[dict[str, str]]:
             actions.append({"action": "remove tree", "target": folder})
     if spec["keep_data"]:
         actions += [{"action": "wipe secret copy", "target": copy} for copy in secret_copies(spec)]
-    elif os.path.lexists(spec["store"]):
-        actions.append({"action": "remove tree", "target": spec["store"]})
+    else:
+        gone = (spec["store"], *spec.get("data_dirs", []))
+        actions += [{"action": "remove tree", "target": folder} for folder in gone if os.path.lexists(folder)]
     for folder in (spec["config_dir"], root, spec["state_dir"]):
         removed = {a["target"] for a in actions if a["action"].startswith("remove")}
         if os.path.isdir(folder) and all(os.path.join(folder, e) in removed for e in os.listdir(folder)):

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import openai
 
+from hx_gateway import webui_api
 from hx_gateway.model.plan import WebuiPlan
 from hx_gateway.proof.checks import Check, trust
 
@@ -44,20 +45,18 @@ def webui_checks(plan: WebuiPlan, timeout: float = 60) -> list[Check]:
         checks.append(Check(host, "webui_healthy", bool(health and health.status_code == 200), "HTTP 200", status, FIX))
         if not checks[-1].ok:
             return checks
-        signin = http.post("/api/v1/auths/signin", json={"email": w.webui_admin_email,
-                                                         "password": plan.secrets.admin_password})
-        role = signin.json().get("role", "") if signin.status_code == 200 else ""
-        checks.append(Check(host, "webui_admin_signs_in", role == "admin", "HTTP 200, role admin",
-                            f"HTTP {signin.status_code}" + (f", role {role}" if role else ""),
+        signin, token = webui_api.signin(http, w.webui_admin_email, plan.secrets.admin_password)
+        checks.append(Check(host, "webui_admin_signs_in", bool(token), "HTTP 200, role admin",
+                            f"HTTP {signin.status_code}" + (", an admin" if token else ""),
                             "the admin is created only at the first start, with the password of that time: sign in "
                             "with it and change it in Open WebUI, or set HX_WEBUI_ADMIN_PASSWORD to it"))
         signup = http.post("/api/v1/auths/signup", json={"email": "hx-verify@localhost", "name": "hx-verify",
                                                          "password": "hx-verify-" + "x" * 16})
         checks.append(Check(host, "webui_signup_closed", signup.status_code == 403, "HTTP 403",
                             f"HTTP {signup.status_code}", "ENABLE_SIGNUP must be False in settings.env"))
-        if role != "admin":
+        if not token:
             return checks
-        auth = {"Authorization": f"Bearer {signin.json()['token']}"}
+        auth = {"Authorization": f"Bearer {token}"}
         listing = http.get("/api/models", headers=auth)
         listed = [m["id"] for m in listing.json().get("data", [])] if listing.status_code == 200 else []
         seen = ", ".join(sorted(listed)) or f"HTTP {listing.status_code}"

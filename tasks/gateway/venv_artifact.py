@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra import host, logger, state
-from pyinfra.api.exceptions import NestedOperationError
 
 from hx_gateway import venv_artifacts
 from hx_gateway.model.settings import Settings
@@ -25,6 +24,7 @@ from hx_gateway.pyinfra_ext.announce import VENV_SOURCES_ATTRIBUTE
 from hx_gateway.pyinfra_ext.remote import get_as_root, put_as_root, run_as_root
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
 from hx_gateway.venv_artifacts import Artifact, RunSources
+from tasks.locked_venv import build_from_wheelhouse, fail
 
 # zstd -1 on every core: 713 MB of venv become ~220 MB in ~1.7 s (gzip -1: 245 MB in 10 s of CPU).
 # GNU format: names sorted, owners numeric, no per-run headers; the same tree packs to the same bytes.
@@ -76,10 +76,7 @@ def build(artifact: Artifact, wheelhouse: Path, install: str, pack: str) -> None
     if sources.builder(artifact) != host.name:
         return
     ships = sources.ships()
-    put_as_root(str(wheelhouse), f"{CACHE_ON_TARGET}/{wheelhouse.name}")
-    ok, output = run_as_root(install + pack if ships else install)
-    if not ok:
-        _fail(f"building the venv failed:\n{output.stderr.strip()[-2000:]}")
+    build_from_wheelhouse(wheelhouse, install + pack if ships else install)
     if ships:
         fetch(artifact)
     else:
@@ -122,18 +119,10 @@ def receive(settings: Settings, venv_id: str, artifact: Artifact, activate: str,
                      f"{'built on ' + builder if builder else 'from the control node cache'}")
             return
         if REFUSED not in output.stderr:
-            _fail(f"the venv from {artifact.name} was refused:\n{output.stderr.strip()[-2000:]}")
+            fail(f"the venv from {artifact.name} was refused:\n{output.stderr.strip()[-2000:]}")
         host.log(f"{output.stderr.strip().splitlines()[-1]}: building the venv here instead", logger.warning)
     else:
         host.log(f"no intact artifact {artifact.name} (its build failed or the cache lost it): "
                  "building the venv here instead", logger.warning)
-    put_as_root(str(wheelhouse), f"{CACHE_ON_TARGET}/{wheelhouse.name}")
-    ok, output = run_as_root(install_script)
-    if not ok:
-        _fail(f"building the venv failed:\n{output.stderr.strip()[-2000:]}")
+    build_from_wheelhouse(wheelhouse, install_script)
     host.log("venv built here from the wheelhouse")
-
-
-def _fail(message: str) -> None:
-    host.log_styled(message, fg="red", log_func=logger.error)
-    raise NestedOperationError(message)

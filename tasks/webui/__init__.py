@@ -4,31 +4,44 @@ preflight (facts only: its interpreter and venv, the address to bind, the port f
 system user, the locked venv built here from the control node's wheelhouse: locks/open-webui.in) ->
 configure (settings.env, which wins over its admin panel at every start; secrets.env: its session
 key, the first admin's password, its client key) -> activate (hardened unit; restart only when one of
-them or the venv changed, then /health must answer). Knobs: group_data/webui.py, typed in
-hx_gateway/model/webui.py; templates: templates/webui/.
+them or the venv changed, or its admin panel changed a setting the deploy owns; then /health must
+answer, or the previous generation is put back). Its generations are the gateway's kind (files and
+venv, host side: hx_gateway/host/generations.py), in a store of their own. Knobs: group_data/webui.py,
+typed in hx_gateway/model/webui.py; templates: templates/webui/.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.api.exceptions import NestedOperationError
 from pyinfra.operations import apt, python, systemd
+from pyinfra.operations.util import any_changed
 
-from hx_gateway import lock
+from hx_gateway import lock, webui_api
 from hx_gateway.model.fleet import host_part, host_port
 from hx_gateway.model.plan import VenvPlan, WebuiPlan, venv_plan
 from hx_gateway.model.secrets import SecretText
+from hx_gateway.model.webui import WebuiSettings
 from hx_gateway.proof.tls import TRUST_STORE
 from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.fact_cache import read_together
 from hx_gateway.pyinfra_ext.facts import FileStates, GatewayHost, Resolves
-from hx_gateway.pyinfra_ext.operations import ensure_directory, file_states_arguments, managed_file, trust_ca
-from hx_gateway.pyinfra_ext.remote import put_as_root, run_as_root
+from hx_gateway.pyinfra_ext.generations import keep_generation, run_tool
+from hx_gateway.pyinfra_ext.operations import (
+    ensure_directory,
+    file_states_arguments,
+    managed_file,
+    restart_service,
+    stale_reason,
+    trust_ca,
+)
+from hx_gateway.pyinfra_ext.remote import run_as_root
 from hx_gateway.pyinfra_ext.render import (
     CA,
     CACHE_ON_TARGET,
@@ -37,8 +50,8 @@ from hx_gateway.pyinfra_ext.render import (
     ManagedFile,
     template_environment,
 )
-from tasks.component import activate, answers, bind_address, refuse
-from tasks.locked_venv import install_script, service_account
+from tasks.component import answers, bind_address, refuse
+from tasks.locked_venv import build_from_wheelhouse, fail, install_script, service_account
 
 USER = "open-webui"
 UNIT = "open-webui.service"
@@ -48,8 +61,12 @@ FILES = {
     "settings": ManagedFile(f"{CONFIG_DIR}/settings.env", "root", "root", "644"),
     "secrets": ManagedFile(f"{CONFIG_DIR}/secrets.env", "root", "root", "600", secret=True, dotenv=True),
 }
-# Its first start creates ~70 tables and the admin (measured: /health after 14-17 s); a restart ~12 s.
-START_SECONDS = 120
+# Its first start creates ~70 tables and the admin (measured: /health after 15-18 s, page cache
+# dropped); a restart ~12.5 s (bench/README.md).
+START_SECONDS = 60
+# Generations of its files and venv (its data, the database, is never part of one): the newest kept.
+GENERATIONS = "/var/lib/hx-gateway/webui-generations"
+KEEP_GENERATIONS = 3
 
 _env = template_environment("webui")
 
@@ -65,6 +82,21 @@ def directories(plan: WebuiPlan) -> tuple[ManagedDirectory, ...]:
 
 def managed(plan: WebuiPlan) -> list[ManagedFile]:
     return [*FILES.values(), *([CA] if plan.ca_pem else [])]
+
+
+def generation_spec(plan: WebuiPlan) -> dict:
+    return {"store": GENERATIONS, "keep": KEEP_GENERATIONS, "venv_root": plan.settings.webui_venv_root,
+            "files": [asdict(f) for f in FILES.values()]}
+
+
+def destroy_spec(w: WebuiSettings, keep_data: bool) -> dict:
+    """What hx_gateway/host/destroy.py takes off an Open WebUI host (its data directory unless keep_data)."""
+    return {"unit": UNIT, "unit_path": FILES["unit"].path, "port": w.webui_port, "companions": [],
+            "files": [*(f.path for f in FILES.values()), CA.path],
+            "secret_files": [f.path for f in FILES.values() if f.secret], "config_dir": CONFIG_DIR,
+            "venv_root": w.webui_venv_root, "cache_dir": CACHE_ON_TARGET, "store": GENERATIONS,
+            "state_dir": str(Path(GENERATIONS).parent), "keep_data": keep_data, "data_dirs": [w.webui_data_dir],
+            "account": {"user": USER, "group": USER}}
 
 
 def render_settings(plan: WebuiPlan) -> str:
@@ -123,15 +155,34 @@ def venv_for(facts: dict) -> VenvPlan:
                              f"find-links (pip config), or a host with a Python it has one for") from None
 
 
-def build_venv(wheelhouse: Path, script: str) -> None:
-    """Upload the wheelhouse and build the venv here (the script checks its digest, installs offline
-    with every hash checked, checks the venv, then switches `current`)."""
-    put_as_root(str(wheelhouse), f"{CACHE_ON_TARGET}/{wheelhouse.name}")
-    ok, output = run_as_root(script)
-    if not ok:
-        message = f"building Open WebUI's venv failed:\n{output.stderr.strip()[-2000:]}"
-        host.log_styled(message, fg="red", log_func=logger.error)
-        raise NestedOperationError(message)
+def health_check(address: str, port: int) -> str:
+    return answers(f"http://{host_port(address, port)}/health", "Open WebUI", UNIT, tries=START_SECONDS * 5)
+
+
+def served_at(unit_text: str) -> tuple[str, int] | None:
+    """Where a unit file of ours starts Open WebUI (its ExecStart's --host and --port)."""
+    found = re.search(r"^ExecStart=\S+ serve --host (\S+) --port (\d+)$", unit_text, re.MULTILINE)
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+def healthy_or_restored(spec: dict, check: str) -> None:
+    """After a (re)start: /health answers (`check`), or the previous generation (files and venv) is put
+    back and started, and the run fails saying which state serves (checked where its own unit serves)."""
+    ok, output = run_as_root(check)
+    if ok:
+        return
+    why = output.stderr.strip()[-1500:]
+    restored = run_tool(spec, "restore", "previous")
+    if not restored.get("restored"):
+        fail(f"Open WebUI did not come up, and no generation to roll back to ({restored.get('why')}):\n{why}")
+    run_as_root(f"systemctl daemon-reload && systemctl restart {UNIT}")
+    _, unit = run_as_root(f"cat {FILES['unit'].path}")
+    where = served_at("\n".join(unit.stdout_lines))
+    back = bool(where) and run_as_root(health_check(*where))[0]
+    outcome = "the previous generation is serving again" if back else \
+        f"the previous generation does not answer either: see journalctl -u {UNIT}"
+    fail(f"Open WebUI did not come up on the new state; rolled back to generation {restored['restored']} "
+          f"({restored['created']}): {outcome}. Why the new state failed:\n{why}")
 
 
 def install(plan: WebuiPlan, facts: dict) -> list:
@@ -155,12 +206,15 @@ def install(plan: WebuiPlan, facts: dict) -> list:
     script = install_script(w.webui_venv_root, archive.name, lock.file_sha256(archive), venv.venv_id, lock.OPEN_WEBUI)
     return [python.call(name=f"Install Open WebUI {venv.version}: build venv {venv.venv_id[:16]} "
                              f"({venv.target.key}, uv) from the control node's wheelhouse",
-                        function=build_venv, wheelhouse=archive, script=script)]
+                        function=build_from_wheelhouse, wheelhouse=archive, script=script, what="Open WebUI's venv")]
 
 
 @deploy("Open WebUI")
 def webui(plan: WebuiPlan) -> None:
     facts, address = preflight(plan)
+    spec = generation_spec(plan)
+    keep_generation(name="Open WebUI: keep the deployed state as a generation before changing it (first run or "
+                         "drift)", spec=spec, reason="before deploy")
     changed = install(plan, facts)
     batch = tuple(managed(plan))
     changed += list(trust_ca(plan.ca_pem, facts["files"], batch).values())
@@ -172,12 +226,42 @@ def webui(plan: WebuiPlan) -> None:
     if ops["unit"].will_change:
         systemd.daemon_reload(name="systemd daemon-reload (Open WebUI's unit changed)", _if=ops["unit"].did_change)
     changed += list(ops.values())
-    if not unit_state.get("active"):
-        changes.record("restart", UNIT, "start (not running yet)")
-    elif unit_state.get("stale") or any(op.will_change for op in changed):
-        changes.record("restart", UNIT, "one restart (Open WebUI is away ~15 s) because its settings, secrets, "
-                                        "unit or venv change")
-    activate(UNIT, unit_state, changed, reload=False,
-             check=answers(f"http://{host_port(address, plan.settings.webui_port)}/health", "Open WebUI", UNIT,
-                           tries=START_SECONDS * 5),
-             check_name="Open WebUI answers /health", installed_now=False)
+    check = health_check(address, plan.settings.webui_port)
+    begun = activate(plan, unit_state, changed)
+    if begun is not None:
+        python.call(name="Open WebUI answers /health (else the previous generation is put back)",
+                    function=healthy_or_restored, spec=spec, check=check, _if=begun.did_change)
+        keep_generation(name="Open WebUI: keep the state now serving as a generation", spec=spec, reason="deployed",
+                        after_change=True, _if=begun.did_change)
+
+
+def activate(plan: WebuiPlan, unit_state: dict, changed: list):
+    """Running and enabled; restarted when something it reads changed (in this run, or written by an
+    earlier one that stopped before the restart), or when its admin panel changed a setting the deploy
+    owns. Returns the operation that (re)starts it, if any is planned."""
+    active, enabled = bool(unit_state.get("active")), bool(unit_state.get("enabled"))
+    if not (active and enabled):
+        changes.record("restart", UNIT, "start (not running yet)" if not active else "enable")
+        return systemd.service(name=f"{UNIT} enabled and running", service=UNIT, running=True, enabled=True)
+    stale = unit_state.get("stale", [])
+    if stale or any(op.will_change for op in changed):
+        why = stale_reason(stale) if stale else "its settings, secrets, unit or venv change"
+        changes.record("restart", UNIT, f"one restart (Open WebUI is away ~15 s) because {why}")
+        return restart_service(name=f"Restart {UNIT} ({why})", service=UNIT, _if=[] if stale else any_changed(*changed))
+    drifted = admin_panel_drift(plan)
+    if drifted:
+        why = f"its admin panel changed {', '.join(drifted)}, which the deploy owns"
+        changes.record("restart", UNIT, f"one restart (Open WebUI is away ~15 s): {why}")
+        return restart_service(name=f"Restart {UNIT} ({why}: the deploy's settings win at start)", service=UNIT)
+    return None
+
+
+def admin_panel_drift(plan: WebuiPlan) -> list[str]:
+    """The settings the deploy owns that its admin panel changed since the last start (they hold until
+    the next one); none when they cannot be read (said as a warning)."""
+    try:
+        return webui_api.drift(plan)
+    except webui_api.WebuiUnreadable as error:
+        host.log(f"Open WebUI's running settings could not be read ({error}): admin panel changes not checked",
+                 logger.warning)
+        return []
