@@ -96,5 +96,6 @@ def test_a_limit_naming_no_gateway_is_refused_and_changes_nothing(converged, lim
     before = host_state()
     run = destroy("--limit", limit, "-y")
     assert run.returncode == 2
-    assert f"--limit {limit}: no such gateway host in lab/inventory.py" in run.stderr and "Traceback" not in run.stderr
+    assert f"--limit {limit}: no such gateway or Open WebUI host in lab/inventory.py" in run.stderr
+    assert "Traceback" not in run.stderr
     assert host_state() == before
