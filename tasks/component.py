@@ -86,12 +86,17 @@ def refuse(component: str, problems: list[str]) -> None:
                                       + "\n".join(f"  - {p}" for p in problems))
 
 
-def answers(url: str, what: str, unit: str, tries: int = 50, pause: float = 0.2) -> str:
+def answers(url: str, what: str, unit: str, tries: int = 50, pause: float = 0.2, crash_fails: bool = False) -> str:
     """A shell check for `activate`: `url` answers over HTTP (python3's standard library, on every host)
-    within `tries` x `pause` seconds, else it fails with `what` and the unit's last journal lines."""
+    within `tries` x `pause` seconds, else it fails with `what` and the unit's last journal lines.
+    `crash_fails`: fail as soon as systemd restarted the unit after its process exited (NRestarts,
+    reset by the start or restart that came before), instead of waiting out the tries."""
     fetch = "python3 -c 'import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)'"
-    return (f"for i in $(seq 1 {tries}); do {fetch} {shlex.quote(url)} 2>/dev/null && exit 0; sleep {pause}; done; "
-            f"echo {shlex.quote(f'{what} does not answer on {url}')} >&2; "
+    crashed = (f"[ \"$(systemctl show -p NRestarts --value {shlex.quote(unit)})\" = 0 ] || "
+               f"{{ echo {shlex.quote(f'{what} exited, and systemd started it again')} >&2; break; }}; "
+               if crash_fails else "")
+    return (f"for i in $(seq 1 {tries}); do {fetch} {shlex.quote(url)} 2>/dev/null && exit 0; {crashed}"
+            f"sleep {pause}; done; echo {shlex.quote(f'{what} does not answer on {url}')} >&2; "
             f"journalctl -u {shlex.quote(unit)} -n 20 --no-pager >&2; exit 1")
 
 

@@ -14,6 +14,7 @@ from hx_gateway import lock, venv_artifacts
 from hx_gateway.model.settings import load_settings
 from hx_gateway.ticket import venv_source
 from hx_gateway.venv_artifacts import Artifact, ArtifactError, RunSources
+from tasks import locked_venv
 from tasks.gateway import venv_artifact
 
 ID = "c5e32c28a1c9cf9c" + "0" * 48
@@ -131,12 +132,13 @@ def test_an_artifact_refused_in_transit_is_replaced_by_a_build_from_the_wheelhou
     sources = RunSources()
     sources.need("@docker/hx-api", item)  # the builder, by name
     sources.need(fake.name, item)
-    monkeypatch.setattr(venv_artifact, "host", fake)
     monkeypatch.setattr(venv_artifact, "run_sources", lambda: sources)
-    monkeypatch.setattr(venv_artifact, "put_as_root", lambda local, remote: sent.append(Path(local).name))
     answers = iter([(False, SimpleNamespace(stderr=f"{venv_artifact.REFUSED}: {item.name} does not match")),
                     (True, SimpleNamespace(stderr=""))])
-    monkeypatch.setattr(venv_artifact, "run_as_root", lambda script: (ran.append(script), next(answers))[1])
+    for module in (venv_artifact, locked_venv):  # the fallback builds with locked_venv's steps
+        monkeypatch.setattr(module, "host", fake)
+        monkeypatch.setattr(module, "put_as_root", lambda local, remote: sent.append(Path(local).name))
+        monkeypatch.setattr(module, "run_as_root", lambda script: (ran.append(script), next(answers))[1])
     wheelhouse = tmp_path / "wheelhouse-0123.tar"
     settings = load_settings(defaults(), "hx-api3")
     venv_artifact.receive(settings, ID, item, "venv-check", wheelhouse, "install from the wheelhouse")
@@ -151,10 +153,11 @@ def test_a_venv_the_check_refuses_fails_the_host_without_a_fallback(cache, monke
     fake, sources = FakeHost(), RunSources()
     sources.need("@docker/hx-api", item)
     sources.need(fake.name, item)
-    monkeypatch.setattr(venv_artifact, "host", fake)
     monkeypatch.setattr(venv_artifact, "run_sources", lambda: sources)
-    monkeypatch.setattr(venv_artifact, "put_as_root", lambda local, remote: None)
     refused = SimpleNamespace(stderr="refused: /opt/litellm/venvs/x was not activated")
-    monkeypatch.setattr(venv_artifact, "run_as_root", lambda script: (False, refused))
+    for module in (venv_artifact, locked_venv):
+        monkeypatch.setattr(module, "host", fake)
+        monkeypatch.setattr(module, "put_as_root", lambda local, remote: None)
+        monkeypatch.setattr(module, "run_as_root", lambda script: (False, refused))
     with pytest.raises(NestedOperationError, match="was refused"):
         venv_artifact.receive(load_settings(defaults(), "hx-api3"), ID, item, "venv-check", Path("w.tar"), "install")

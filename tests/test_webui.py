@@ -5,6 +5,7 @@ holds the master key."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from conftest import REPO, defaults, random_key, settings_problems
@@ -13,7 +14,7 @@ from hx_gateway import lock
 from hx_gateway.model.plan import fleet_plans
 from hx_gateway.proof.webui import WEBUI_VALIDATION_PLAN
 from hx_gateway.ticket import validation_of
-from tasks.webui import FILES, render_secrets, render_settings, render_unit, served_at
+from tasks.webui import FILES, health_check, render_secrets, render_settings, render_unit, served_at
 
 GATEWAY, WEBUI, LB = {"litellm"}, {"webui"}, {"lb"}
 SECRETS = {"HX_MASTER_KEY": random_key(), "HX_CLIENT_KEY_OPEN_WEBUI": random_key(), "HX_SECRETS_FILE": "/nonexistent",
@@ -159,3 +160,9 @@ def test_where_a_unit_of_ours_serves_is_read_back_from_it():
     webui = fleet_plans(hosts())["@docker/hx-webui"].webui
     assert served_at(render_unit(webui, "10.0.0.9")) == ("10.0.0.9", 8080)
     assert served_at("[Service]\nExecStart=/bin/true\n") is None
+
+
+def test_its_health_check_is_valid_shell_and_gives_up_when_systemd_restarted_it():
+    check = health_check("10.0.0.9", 8080)
+    assert subprocess.run(["bash", "-n", "-c", check], capture_output=True).returncode == 0
+    assert "NRestarts" in check and "http://10.0.0.9:8080/health" in check

@@ -80,8 +80,9 @@ def directories(plan: WebuiPlan) -> tuple[ManagedDirectory, ...]:
             ManagedDirectory(w.webui_data_dir, USER, USER, "700"))
 
 
-def managed(plan: WebuiPlan) -> list[ManagedFile]:
-    return [*FILES.values(), *([CA] if plan.ca_pem else [])]
+def managed() -> list[ManagedFile]:
+    """Its files, and the operator's CA (read always: written with ca_bundle, removed without it)."""
+    return [*FILES.values(), CA]
 
 
 def generation_spec(plan: WebuiPlan) -> dict:
@@ -129,7 +130,7 @@ def preflight(plan: WebuiPlan) -> tuple[dict, str]:
         (GatewayHost, {"bind_port": w.webui_port, "venv_root": w.webui_venv_root, "account": (USER, USER),
                        "directories": tuple(d.path for d in directories(plan)), "unit": UNIT,
                        "reads": tuple(f.path for f in FILES.values()), "script": "open-webui"}),
-        (FileStates, file_states_arguments(managed(plan))),
+        (FileStates, file_states_arguments(managed())),
         (Resolves, {"names": (name,)}))
     facts = {**facts, "files": states, "resolves": resolves.get(name, [])}
     address, problems = bind_address(w.webui_bind_address, "webui_bind_address", w.host, facts)
@@ -156,7 +157,8 @@ def venv_for(facts: dict) -> VenvPlan:
 
 
 def health_check(address: str, port: int) -> str:
-    return answers(f"http://{host_port(address, port)}/health", "Open WebUI", UNIT, tries=START_SECONDS * 5)
+    return answers(f"http://{host_port(address, port)}/health", "Open WebUI", UNIT, tries=START_SECONDS * 5,
+                   crash_fails=True)
 
 
 def served_at(unit_text: str) -> tuple[str, int] | None:
@@ -216,7 +218,7 @@ def webui(plan: WebuiPlan) -> None:
     keep_generation(name="Open WebUI: keep the deployed state as a generation before changing it (first run or "
                          "drift)", spec=spec, reason="before deploy")
     changed = install(plan, facts)
-    batch = tuple(managed(plan))
+    batch = tuple(managed())
     changed += list(trust_ca(plan.ca_pem, facts["files"], batch).values())
     contents = {"unit": render_unit(plan, address), "settings": render_settings(plan), "secrets": render_secrets(plan)}
     ops = {key: managed_file(name=f"Open WebUI {file.path}" + (" (contents hidden)" if file.secret else ""),
