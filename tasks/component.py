@@ -59,6 +59,19 @@ def bind_address(wanted: str | None, knob: str, inventory_name: str, facts: dict
                 f"gateways reach"]
 
 
+def port_taken_problems(listeners: list[dict], user: str, prefix: str, port: int, knob: str, why: str = ""
+                        ) -> list[str]:
+    """The port a service is to listen on, held by another user's process (`listeners`: its holders,
+    as the host facts read them); `prefix` names the problem, `why` says what the service would do."""
+    problems = []
+    for listener in listeners:
+        if user not in listener["users"]:
+            owner = ", ".join(listener["processes"] + listener["users"]) or "an unknown process"
+            problems.append(f"{prefix}: {port} is already taken by {owner} on {listener['address']}; stop it or "
+                            f"choose another {knob}{why}")
+    return problems
+
+
 def monitor_addresses(monitor: MonitorSettings, resolves: dict[str, list[str]]) -> list[str]:
     """The monitoring host's addresses as this host sees them: the only peers its exporters answer."""
     found = resolves.get(monitor.address, [])

@@ -158,12 +158,19 @@ def service_password_problems(secrets: Secrets, group: str) -> list[str]:
     env, value, other = ((REDIS_PASSWORD_ENV, secrets.redis_password, secrets.db_password) if redis
                          else (DB_PASSWORD_ENV, secrets.db_password, secrets.redis_password))
     others = [secrets.master_key, *secrets.client_keys.values(), other]
-    label = f"{env} (the `{group}` group's password)"
+    return own_secret_problems(f"{env} (the `{group}` group's password)", value, others, f"the `{group}` group",
+                               printable_ascii=True)
+
+
+def own_secret_problems(label: str, value: str, others: list[str], owner: str, printable_ascii: bool = False
+                        ) -> list[str]:
+    """A service's own secret (a password, a signing key): the master key's rules, in the lab too, no
+    placeholder, none shared with `others`; `printable_ascii` where the service would hash other text."""
     if value and any(word in value.lower() for word in PLACEHOLDER_WORDS) and len(set(value)) < 20:
         return [f"{label}: looks like a placeholder; generate one: {GENERATE_PASSWORD}"]
     if value and value in others:
-        return [f"{label}: equals another key or password; give the `{group}` group its own"]
-    if value and not (value.isascii() and value.isprintable()):
+        return [f"{label}: equals another key or password; give {owner} its own"]
+    if printable_ascii and value and not (value.isascii() and value.isprintable()):
         return [f"{label}: use printable ASCII only; generate one: {GENERATE_PASSWORD}"]
     return _key_problems(label, value, is_lab=False)
 

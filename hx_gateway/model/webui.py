@@ -15,12 +15,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from hx_gateway.model.fleet import LbSettings, _bind_address_problems, _missing, host_part
-from hx_gateway.model.secrets import PLACEHOLDER_WORDS, Secrets, _key_problems, _lookup
+from hx_gateway.model.secrets import Secrets, _lookup, own_secret_problems
 from hx_gateway.model.settings import Settings, _int, _problems_for_url
 
 SECRET_KEY_ENV = "HX_WEBUI_SECRET_KEY"
 ADMIN_PASSWORD_ENV = "HX_WEBUI_ADMIN_PASSWORD"
-GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 # Open WebUI's own rule for an account's e-mail (utils/misc.py: validate_email_format).
 EMAIL_RE = re.compile(r"^[^@\s]+@([^@\s]+\.[^@\s]+|localhost)$")
 
@@ -126,12 +125,7 @@ def load_webui_secrets(gateway: Settings, gateway_secrets: Secrets, client_key: 
               gateway_secrets.db_password]
     for env, value in values.items():
         label = f"{env} (Open WebUI's {'session signing key' if env == SECRET_KEY_ENV else 'first admin password'})"
-        if value and any(word in value.lower() for word in PLACEHOLDER_WORDS) and len(set(value)) < 20:
-            problems.append(f"{label}: looks like a placeholder; generate one: {GENERATE}")
-        elif value and value in others:
-            problems.append(f"{label}: equals another key or password; give Open WebUI its own")
-        else:
-            problems += _key_problems(label, value, is_lab=False)
+        problems += own_secret_problems(label, value, others, "Open WebUI")
     if values[SECRET_KEY_ENV] and values[SECRET_KEY_ENV] == values[ADMIN_PASSWORD_ENV]:
         problems.append(f"{ADMIN_PASSWORD_ENV}: equals {SECRET_KEY_ENV}; give each its own")
     key = gateway_secrets.client_keys.get(client_key, "")

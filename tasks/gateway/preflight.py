@@ -20,6 +20,7 @@ from hx_gateway.pyinfra_ext.facts import FileStates, GatewayHost, HttpProbes, Re
 from hx_gateway.pyinfra_ext.generations import Generations, spec_of
 from hx_gateway.pyinfra_ext.operations import file_states_arguments
 from hx_gateway.pyinfra_ext.render import CA, files_read, managed_directories, managed_files
+from tasks.component import port_taken_problems
 
 SKIP_IDENTITY_ENV = "HX_SKIP_IDENTITY_GUARD"
 # Backends the operator allows to be down for this run (host names or URLs, comma-separated).
@@ -94,11 +95,8 @@ def host_problems(settings: Settings, facts: dict) -> list[str]:
     version = tuple(int(x) for x in facts["python"].split(".")[:2])
     if version < MIN_PYTHON:
         problems.append(f"python: {facts['python']} is older than 3.10; install a newer python3")
-    for listener in facts["listeners"]:
-        if settings.service_user not in listener["users"]:
-            owner = ", ".join(listener["processes"] + listener["users"]) or "an unknown process"
-            problems.append(f"port: {settings.bind_port} is already taken by {owner} on {listener['address']}; "
-                            f"stop it or choose another bind_port (LiteLLM would silently move to a random port)")
+    problems += port_taken_problems(facts["listeners"], settings.service_user, "port", settings.bind_port,
+                                    "bind_port", " (LiteLLM would silently move to a random port)")
     return problems
 
 

@@ -50,7 +50,7 @@ from hx_gateway.pyinfra_ext.render import (
     ManagedFile,
     template_environment,
 )
-from tasks.component import answers, bind_address, refuse
+from tasks.component import answers, bind_address, port_taken_problems, refuse
 from tasks.locked_venv import build_from_wheelhouse, fail, install_script, service_account
 
 USER = "open-webui"
@@ -93,7 +93,7 @@ def generation_spec(plan: WebuiPlan) -> dict:
 def destroy_spec(w: WebuiSettings, keep_data: bool) -> dict:
     """What hx_gateway/host/destroy.py takes off an Open WebUI host (its data directory unless keep_data)."""
     return {"unit": UNIT, "unit_path": FILES["unit"].path, "port": w.webui_port, "companions": [],
-            "files": [*(f.path for f in FILES.values()), CA.path],
+            "files": [f.path for f in managed()],
             "secret_files": [f.path for f in FILES.values() if f.secret], "config_dir": CONFIG_DIR,
             "venv_root": w.webui_venv_root, "cache_dir": CACHE_ON_TARGET, "store": GENERATIONS,
             "state_dir": str(Path(GENERATIONS).parent), "keep_data": keep_data, "data_dirs": [w.webui_data_dir],
@@ -136,11 +136,7 @@ def preflight(plan: WebuiPlan) -> tuple[dict, str]:
     address, problems = bind_address(w.webui_bind_address, "webui_bind_address", w.host, facts)
     if facts["pid1"] != "systemd":
         problems.append(f"init: PID 1 is {facts['pid1']!r}, not systemd; Open WebUI runs as a systemd unit")
-    for listener in facts["listeners"]:
-        if USER not in listener["users"]:
-            owner = ", ".join(listener["processes"] + listener["users"]) or "an unknown process"
-            problems.append(f"webui_port: {w.webui_port} is already taken by {owner} on {listener['address']}; stop "
-                            f"it or choose another webui_port")
+    problems += port_taken_problems(facts["listeners"], USER, "webui_port", w.webui_port, "webui_port")
     refuse("Open WebUI", problems)
     return facts, address
 
