@@ -23,7 +23,7 @@ from pyinfra.facts.files import FindInFile
 from pyinfra_cli.inventory import make_inventory
 
 from hx_gateway import lock
-from hx_gateway.model.plan import GatewayPlan, run_plans
+from hx_gateway.model.plan import GatewayPlan, WebuiPlan, run_plans
 from hx_gateway.model.refusal import Refusal
 from hx_gateway.patches import ssh_stalls
 from hx_gateway.proof.checks import Check, backend_host_checks, backend_of, client_checks, gateway_host_checks
@@ -210,12 +210,16 @@ def verify_fleet(state: State, gateways: list[tuple[Host, GatewayPlan]]) -> list
 
 def prove(inventory: str, evidence_dir: str, action: str = "verification",
           before_checks: Callable[[Host, GatewayPlan], list[Check]] | None = None,
-          group_data: Sequence[str] = ()) -> int:
+          group_data: Sequence[str] = (),
+          before_webui: Callable[[Host, WebuiPlan], list[Check]] | None = None) -> int:
     """Check every gateway (after `before_checks`, e.g. a rollback), backend and the components around
-    them, write the evidence bundle, print the outputs; the exit code says whether every check passed.
+    them (Open WebUI after `before_webui`), write the evidence bundle, print the outputs; the exit code
+    says whether every check passed.
     Bad settings and an evidence directory it cannot write are refused before connecting."""
     state = load_inventory(inventory, group_data)
     host_plans = run_plans(state)
+    if before_webui and not any(host_plans[h.name].webui for h in state.inventory.get_group("webui", [])):
+        raise Refusal("--component webui: the inventory has no host in group `webui`; nothing to roll back")
     evidence = writable_directory(evidence_dir, "--evidence-dir")
     connected(state)
     checks: list[Check] = []
@@ -231,8 +235,15 @@ def prove(inventory: str, evidence_dir: str, action: str = "verification",
         if gateways:
             checks += verify_backends(state, gateways[0][1].settings)
         checks += verify_fleet(state, gateways)
-        webuis = [host_plans[h.name].webui for h in state.inventory.get_group("webui", []) if host_plans[h.name].webui]
-        for webui in webuis:
+        webuis = []
+        for webui_host in state.inventory.get_group("webui", []):
+            webui = host_plans[webui_host.name].webui
+            if webui is None:
+                continue
+            webuis.append(webui)
+            ctx_host.set(webui_host)
+            if before_webui:
+                checks += before_webui(webui_host, webui)
             checks += webui_checks(webui)
     finally:
         disconnect_all(state)

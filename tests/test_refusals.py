@@ -85,7 +85,8 @@ def tool(name: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("command", [("verify",), ("rollback",), ("rollback", "--list"), ("destroy", "--dry"),
+@pytest.mark.parametrize("command", [("verify",), ("rollback",), ("rollback", "--list"),
+                                     ("rollback", "--component", "webui"), ("destroy", "--dry"),
                                      ("ticket", "--out", "TMP/t.md")])
 def test_every_tool_refuses_a_mistyped_inventory_instead_of_reporting_on_no_hosts(tmp_path, command):
     """Before: verify and rollback wrote a FAILED bundle of no checks, and the ticket said `Plan: no
@@ -110,6 +111,13 @@ def test_verify_refuses_bad_settings_and_an_unwritable_evidence_directory_before
     assert unwritable.returncode == 1 and "--evidence-dir" in unwritable.stderr, unwritable
     for run in (bad, unwritable):
         assert "Traceback" not in run.stdout + run.stderr and "hx-gw.invalid" not in run.stdout + run.stderr, run
+
+
+def test_rolling_back_open_webui_where_the_inventory_has_none_is_refused_before_connecting(tmp_path):
+    (tmp_path / "inventory.py").write_text('litellm = ["hx-gw.invalid"]\n')
+    run = tool("rollback", str(tmp_path / "inventory.py"), "--component", "webui", "--evidence-dir", str(tmp_path))
+    assert run.returncode == 1 and "no host in group `webui`; nothing to roll back" in run.stderr, run
+    assert "Traceback" not in run.stdout + run.stderr and not list(tmp_path.glob("*/checks.json"))
 
 
 def test_the_deploy_runs_from_another_directory_and_says_when_the_repositorys_group_data_is_missing(tmp_path):

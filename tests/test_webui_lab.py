@@ -141,6 +141,31 @@ def test_a_new_state_that_does_not_start_is_rolled_back_and_the_previous_one_ser
     assert webui.deploy("--dry").verdict().startswith("Plan: no changes")
 
 
+def test_the_rollback_command_puts_its_previous_generation_back_and_verify_proves_it(webui, tmp_path):
+    address = address_of("hx-webui")
+    (tmp_path / "webui.py").write_text("webui_port = 8082\n")
+    moved = webui.deploy(group_data=tmp_path)
+    assert moved.returncode == 0, moved.output[-4000:]
+    assert httpx.get(f"http://{address}:8082/health", timeout=10).status_code == 200
+    rollback = [sys.executable, "-m", "hx_gateway.rollback", LAB_INVENTORY, "--component", "webui"]
+    env = {**os.environ, **webui.secrets, **WEBUI_ENV, "HX_SECRETS_FILE": "/nonexistent"}
+    listed = subprocess.run([*rollback, "--list"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert "deployed  <- deployed" in listed.stdout and listed.stdout.startswith("@docker/hx-webui  "), listed.stdout
+    evidence = tmp_path / "evidence"
+    back = subprocess.run([*rollback, "--evidence-dir", str(evidence)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert back.returncode == 0, back.stdout[-4000:] + back.stderr[-2000:]
+    (bundle,) = evidence.glob("*/checks.json")
+    checks = {c["check"]: c for c in json.loads(bundle.read_text())["checks"]}
+    assert checks["webui_rollback_restored_a_generation"]["ok"]
+    assert any(name.startswith("webui_chat_answers") for name in checks)  # then verified through it
+    assert httpx.get(f"http://{address}:8080/health", timeout=10).status_code == 200
+    for value in webui.secrets.values():
+        assert value not in back.stdout + back.stderr + bundle.read_text() + listed.stdout
+    assert webui.deploy("--dry").verdict().startswith("Plan: no changes")  # the declared state is back
+
+
 @pytest.mark.parametrize("changes, expected", [
     ({"HX_WEBUI_ADMIN_PASSWORD": ""}, "HX_WEBUI_ADMIN_PASSWORD (Open WebUI's first admin password): missing"),
     ({"HX_WEBUI_SECRET_KEY": ""}, "HX_WEBUI_SECRET_KEY (Open WebUI's session signing key): missing"),
