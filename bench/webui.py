@@ -4,7 +4,9 @@ and the latency a chat through Open WebUI adds over the same chat straight to th
     python bench/webui.py [--runs 3] [--chats 100]
 
 Each fresh converge starts from a host without Open WebUI and a dropped page cache; the wheelhouse is
-built before timing starts (the first lab build pays for its download once). The chats alternate
+built before timing starts (the first lab build pays for its download once). Two kinds, alternating:
+`built` (the control node's cache lost the venv artifact: built from the wheelhouse, packed, fetched)
+and `received` (a rebuilt host: the artifact the run before packed is unpacked). The chats alternate
 (one through Open WebUI's API as its admin, one straight to the gateway on Open WebUI's key), c=1,
 non-streamed; the lab's Ollama double answers after 50 ms. Open WebUI's key gets a limit of 6000 requests
 a minute here (its default, 60, would refuse the chats with 429).
@@ -24,7 +26,7 @@ import httpx
 from common import report, use_random_secrets
 from deploy_speed import drop_page_cache, timed_run
 
-from hx_gateway import lock
+from hx_gateway import lock, venv_artifacts
 from lab.lab import Lab, address_of, exec_in
 
 FRESH_WEBUI = ("systemctl disable --now open-webui 2>/dev/null; rm -rf /opt/open-webui /etc/open-webui "
@@ -97,18 +99,28 @@ def main() -> None:
                                  '"max_concurrent": 50, "expires": None}]\n')
     options = ("--group-data", str(data))
     timed_run(*options)
-    converges = []
+    venv_id = exec_in("hx-webui", "cat", "/opt/open-webui/current/.hx-venv-id").strip()
+    artifact = venv_artifacts.Artifact(venv_id, target.key, f"/opt/open-webui/venvs/{venv_id[:16]}")
+    converges: dict[str, list[dict]] = {"built": [], "received": []}
     for _ in range(args.runs):
-        exec_in("hx-webui", "sh", "-c", FRESH_WEBUI)
-        drop_page_cache()
-        converges.append(phases(timed_run(*options)))
+        for kind in converges:
+            if kind == "built":
+                venv_artifacts.forget(artifact)
+            exec_in("hx-webui", "sh", "-c", FRESH_WEBUI)
+            drop_page_cache()
+            run = timed_run(*options)
+            said = "packed into its cache" if kind == "built" else "received from the control node"
+            assert any(said in op for op in run.op_starts), list(run.op_starts)
+            converges[kind].append(phases(run))
     webui_url = f"http://{address_of('hx-webui')}:8080"
     restarts = [restart_seconds(webui_url) for _ in range(args.runs)]
     memory = int(exec_in("hx-webui", "systemctl", "show", "-p", "MemoryCurrent", "--value", "open-webui").strip() or 0)
     venv_mb = int(exec_in("hx-webui", "du", "-sm", "/opt/open-webui/venvs").split()[0])
     report("webui", {
-        "fresh_converge": {key: statistics.median(c[key] for c in converges) for key in converges[0]},
-        "fresh_converge_runs": converges, "restart_to_health_s": statistics.median(restarts),
+        "fresh_converge": {kind: {key: statistics.median(c[key] for c in runs) for key in runs[0]}
+                           for kind, runs in converges.items()},
+        "fresh_converge_runs": converges, "artifact_mb": round(artifact.path.stat().st_size / 1e6),
+        "restart_to_health_s": statistics.median(restarts),
         "restart_runs_s": restarts, "memory_mb_after_restart": round(memory / 2**20), "venv_mb": venv_mb,
         "chat_c1": chat_latency(webui_url, f"http://{address_of('hx-api')}:4000", args.chats)})
 

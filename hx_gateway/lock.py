@@ -171,9 +171,31 @@ def _uv() -> str:
     return found
 
 
+def offered_for(distribution: str, version: str, target: TargetPython) -> bool | None:
+    """Whether this machine's index offers `distribution==version` to the target's Python: False when
+    the index has that release but its Requires-Python excludes that Python (uv's resolution ignores
+    such upper bounds, pip's index query does not), None when the index cannot tell."""
+    def listed(*python: str) -> list[str] | None:
+        result = subprocess.run([sys.executable, "-m", "pip", "index", "versions", distribution, *python,
+                                 "--only-binary=:all:"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if "No matching distribution found" in result.stderr:
+            return []
+        found = re.search(r"^Available versions: (.+)$", result.stdout, re.MULTILINE)
+        return found.group(1).split(", ") if found else None
+
+    for_target = listed("--python-version", target.version)
+    if for_target is None or version in for_target:
+        return None if for_target is None else True
+    return False if version in (listed() or []) else None
+
+
 def compile_lock(target: TargetPython, product: Product = LITELLM) -> Path:
     """Resolve locks/<product>.in for the target's exact interpreter, with hashes."""
     LOCK_DIR.mkdir(exist_ok=True)
+    version = pins(product.input.read_text()).get(product.distribution, "")
+    if version and offered_for(product.distribution, version, target) is False:
+        raise LockError(f"{product.distribution} {version} does not support Python {target.version}: its "
+                        f"Requires-Python excludes it (this machine's index offers no release of it for that Python)")
     platform = f"{target.arch}-manylinux_{target.uv_manylinux}"
     path = product.lock_path(target)
     result = subprocess.run(

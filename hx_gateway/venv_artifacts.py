@@ -2,7 +2,8 @@
 
 A gateway that builds a venv packs it (tar, zstd) and the deploy fetches it here; every other gateway
 of the same platform that needs the same venv receives it instead of installing ~120 wheels and
-compiling their bytecode again. An artifact is stored only with its sha256 and used only while it
+compiling their bytecode again. Open WebUI's one host packs its venv the same way, for the next host
+of its platform (a rebuilt one) to receive. An artifact is stored only with its sha256 and used only while it
 still matches it: a corrupted one is removed and built again. The cache holds venvs (code from the
 lock, no secret: config and keys live under /etc/litellm) and keeps the newest `KEEP` artifacts.
 """
@@ -17,7 +18,9 @@ from pathlib import Path
 from hx_gateway import lock
 
 ARTIFACT_DIR = lock.CACHE_DIR / "venvs"
-KEEP = 6  # ~220 MB each: room for a fleet's platforms and the previous release's, 1.3 GB at most
+# LiteLLM's ~220 MB each, Open WebUI's ~920 MB: room for a fleet's platforms and the previous release's
+# (~2.5 GB at most with Open WebUI's two).
+KEEP = 6
 
 
 class ArtifactError(Exception):

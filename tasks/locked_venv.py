@@ -10,9 +10,10 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api.exceptions import NestedOperationError
-from pyinfra.operations import server
+from pyinfra.operations import apt, server
 
 from hx_gateway import lock
+from hx_gateway.pyinfra_ext import changes
 from hx_gateway.pyinfra_ext.facts import HOST_VENV_CHECK, shell_command
 from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, put_as_root, run_as_root
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
@@ -79,6 +80,17 @@ fi
 {marker}
 ln -sfn "$venv" {venv_root}/current.new && mv -T {venv_root}/current.new {venv_root}/current
 """
+
+
+def os_prerequisites(facts: dict, venv_installed: bool, also: dict[str, bool] | None = None) -> None:
+    """python3-venv, `also` (package -> present), and zstd, which packs and unpacks venv artifacts: needed
+    only by a host that gets a new venv. Installed together when any is missing."""
+    wanted = {"python3-venv": facts["has_venv"], **(also or {}),
+              **({} if venv_installed else {"zstd": facts.get("has_zstd")})}
+    missing = [package for package, present in wanted.items() if not present]
+    if missing:
+        changes.record("packages", "apt", f"install {', '.join(missing)} (missing)")
+        apt.packages(name="Install OS prerequisites", packages=list(wanted), update=True, cache_time=3600)
 
 
 def service_account(user: str, group: str, seen: dict) -> None:

@@ -14,8 +14,7 @@ from hx_gateway import lock, venv_artifacts
 from hx_gateway.model.settings import load_settings
 from hx_gateway.ticket import venv_source
 from hx_gateway.venv_artifacts import Artifact, ArtifactError, RunSources
-from tasks import locked_venv
-from tasks.gateway import venv_artifact
+from tasks import locked_venv, venv_artifact
 
 ID = "c5e32c28a1c9cf9c" + "0" * 48
 
@@ -141,7 +140,7 @@ def test_an_artifact_refused_in_transit_is_replaced_by_a_build_from_the_wheelhou
         monkeypatch.setattr(module, "run_as_root", lambda script: (ran.append(script), next(answers))[1])
     wheelhouse = tmp_path / "wheelhouse-0123.tar"
     settings = load_settings(defaults(), "hx-api3")
-    venv_artifact.receive(settings, ID, item, "venv-check", wheelhouse, "install from the wheelhouse")
+    venv_artifact.receive(settings.venv_root, ID, item, "venv-check", wheelhouse, "install from the wheelhouse")
     assert sent == [item.name, wheelhouse.name]  # the artifact, then (refused) the wheelhouse
     assert "sha256sum" in ran[0] and ran[1] == "install from the wheelhouse"
     assert any("building the venv here instead" in line for line in fake.logged), fake.logged
@@ -160,4 +159,4 @@ def test_a_venv_the_check_refuses_fails_the_host_without_a_fallback(cache, monke
         monkeypatch.setattr(module, "put_as_root", lambda local, remote: None)
         monkeypatch.setattr(module, "run_as_root", lambda script: (False, refused))
     with pytest.raises(NestedOperationError, match="was refused"):
-        venv_artifact.receive(load_settings(defaults(), "hx-api3"), ID, item, "venv-check", Path("w.tar"), "install")
+        venv_artifact.receive("/opt/litellm", ID, item, "venv-check", Path("w.tar"), "install")

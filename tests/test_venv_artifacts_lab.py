@@ -9,13 +9,12 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
-from conftest import FRESH, defaults, pyinfra, ticket
+from conftest import FRESH, pyinfra, ticket
 
 from hx_gateway import lock, venv_artifacts
-from hx_gateway.model.settings import load_settings
 from lab.lab import Lab, docker, exec_in
-from tasks.gateway.venv_artifact import REFUSED, unpack_script
 from tasks.locked_venv import activation
+from tasks.venv_artifact import REFUSED, unpack_script
 
 pytestmark = pytest.mark.lab
 THREE = {"HX_LAB_GATEWAYS": "3"}
@@ -108,7 +107,7 @@ def test_an_artifact_damaged_on_its_way_is_refused_on_the_host_which_keeps_its_v
     docker("exec", "-i", "hx-api3", "sh", "-c", f"cat > /var/cache/hx-gateway/{artifact.name}", stdin=bytes(data))
     before = manifest("hx-api3")
     venv_id = exec_in("hx-api3", "cat", "/opt/litellm/current/.hx-venv-id")
-    unpack = unpack_script(load_settings(defaults(), "hx-api3"), venv_id, SimpleNamespace(name=artifact.name), digest,
+    unpack = unpack_script("/opt/litellm", venv_id, SimpleNamespace(name=artifact.name), digest,
                            activation("/opt/litellm"))
     result = subprocess.run(["docker", "exec", "hx-api3", "sh", "-c", unpack], capture_output=True, text=True)
     assert result.returncode == 3 and REFUSED in result.stderr, (result.returncode, result.stderr)

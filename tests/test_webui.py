@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 from conftest import REPO, defaults, random_key, settings_problems
 
+import tasks.webui as webui_tasks
 from hx_gateway import lock
 from hx_gateway.model.plan import fleet_plans
 from hx_gateway.proof.webui import WEBUI_VALIDATION_PLAN
@@ -166,3 +168,19 @@ def test_its_health_check_is_valid_shell_and_gives_up_when_systemd_restarted_it(
     check = health_check("10.0.0.9", 8080)
     assert subprocess.run(["bash", "-n", "-c", check], capture_output=True).returncode == 0
     assert "NRestarts" in check and "http://10.0.0.9:8080/health" in check
+
+
+def test_a_python_open_webui_does_not_support_is_refused_naming_its_requires_python(monkeypatch, tmp_path):
+    """Debian 13's Python 3.13: Open WebUI 0.12.4 declares Requires-Python <3.13, which uv's resolution
+    ignores; pip's index says so, and the host is refused before anything is resolved or installed."""
+    debian_13 = lock.TargetPython("3.13.5", "x86_64", "2.41")
+    assert lock.offered_for("open-webui", "0.12.4", debian_13) is False
+    assert lock.offered_for("open-webui", "0.12.4", lock.TargetPython("3.11.2", "x86_64", "2.36")) is True
+    monkeypatch.setattr(webui_tasks, "host", SimpleNamespace(name="@docker/hx-webui"))
+    monkeypatch.setattr(lock, "LOCK_DIR", tmp_path)
+    (tmp_path / "open-webui.in").write_text((REPO / "locks" / "open-webui.in").read_text())
+    with pytest.raises(lock.LockError) as refused:
+        webui_tasks.venv_for({"python": "3.13.5", "arch": "x86_64", "glibc": "2.41"})
+    assert ("Open WebUI cannot be locked for this host's Python 3.13.5 (x86_64, glibc 2.41): open-webui 0.12.4 does "
+            "not support Python 3.13.5: its Requires-Python excludes it") in str(refused.value)
+    assert "Debian 12's Python 3.11" in str(refused.value) and not list(tmp_path.glob("open-webui-py*.txt"))

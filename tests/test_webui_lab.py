@@ -14,6 +14,8 @@ import httpx
 import pytest
 from conftest import LAB_INVENTORY, REPO, gateway_url, pyinfra, random_key, run_verify
 
+from hx_gateway import lock, venv_artifacts
+from hx_gateway.model.plan import venv_plan
 from hx_gateway.proof.webui import WEBUI_VALIDATION_PLAN
 from hx_gateway.webui_api import signin
 from lab.lab import address_of, docker, exec_in
@@ -45,11 +47,20 @@ class Webui:
         return exec_in("hx-webui", "sh", "-c", STATE, check=False)
 
 
+def venv_artifact() -> venv_artifacts.Artifact:
+    """The artifact of hx-webui's venv in the control node's cache."""
+    (target,) = lock.committed_targets(lock.OPEN_WEBUI)
+    facts = {"python": target.version, "arch": target.arch, "glibc": target.glibc}
+    venv_id = venv_plan(facts, lock.OPEN_WEBUI).venv_id
+    return venv_artifacts.Artifact(venv_id, target.key, f"/opt/open-webui/venvs/{venv_id[:16]}")
+
+
 @pytest.fixture(scope="module")
 def webui(lab, lab_secrets):
     secrets = {**lab_secrets, "HX_WEBUI_SECRET_KEY": random_key(), "HX_WEBUI_ADMIN_PASSWORD": random_key()}
     type(lab)(webui=True).up()
     exec_in("hx-webui", "sh", "-c", FRESH_WEBUI, check=False)
+    venv_artifacts.forget(venv_artifact())  # the first converge builds (and packs); the last test receives
     the_webui = Webui(secrets)
     the_webui.first = the_webui.deploy()
     try:
@@ -71,7 +82,9 @@ def verified(secrets: dict[str, str], tmp_path) -> dict[str, dict]:
 def test_a_fresh_host_converges_then_a_second_run_changes_and_restarts_nothing_and_verify_passes(webui, tmp_path):
     first = webui.first
     assert first.returncode == 0, first.output[-6000:]
-    assert "Install Open WebUI 0.12.4: build venv" in first.output and "Open WebUI answers /health" in first.output
+    assert "built from the control node's wheelhouse (uv), packed into its cache" in first.output, first.output[-3000:]
+    assert "Open WebUI answers /health" in first.output
+    assert venv_artifacts.usable(venv_artifact())  # kept, with its digest, for the next host of this platform
     assert exec_in("hx-webui", "stat", "-c", "%U %a", "/etc/open-webui/secrets.env").strip() == "root 600"
     assert exec_in("hx-webui", "stat", "-c", "%U %a", "/var/lib/open-webui").strip() == "open-webui 700"
     pid = webui.pid()
@@ -180,7 +193,7 @@ def test_bad_inputs_are_refused_before_any_host_changes(webui, changes, expected
 
 
 def test_destroy_takes_open_webui_off_its_host_and_proves_it_clean(webui, tmp_path):
-    """Last in this module: the host is left as a fresh one."""
+    """Late in this module: the host is left as a fresh one (the next test re-creates it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HX_")} | WEBUI_ENV  # destroy needs no secret
     command = [sys.executable, "-m", "hx_gateway.destroy", LAB_INVENTORY, "--limit", "hx-webui"]
     dry = subprocess.run([*command, "--dry"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -194,3 +207,16 @@ def test_destroy_takes_open_webui_off_its_host_and_proves_it_clean(webui, tmp_pa
                    check=False)
     assert left.strip() == "id: 'open-webui': no such user", left
     assert httpx.get(f"{gateway_url()}/health/liveliness", timeout=10).status_code == 200
+
+
+def test_a_re_created_host_receives_its_venv_from_the_control_nodes_cache_and_serves(webui):
+    """After destroy the host is as a rebuilt one: its venv comes unpacked from the artifact the first
+    converge packed (digest checked), not built again."""
+    preview = webui.deploy("--dry")
+    assert "received from the control node's cache" in preview.output, preview.output[-3000:]
+    run = webui.deploy()
+    assert run.returncode == 0, run.output[-4000:]
+    assert "venv received (venv-" in run.output and "venv built here" not in run.output, run.output[-4000:]
+    artifact = venv_artifact()
+    assert exec_in("hx-webui", "cat", "/opt/open-webui/current/.hx-venv-id").strip() == artifact.venv_id
+    assert httpx.get(f"http://{address_of('hx-webui')}:8080/health", timeout=10).status_code == 200

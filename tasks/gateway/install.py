@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import apt, python
+from pyinfra.operations import python
 
 from hx_gateway import lock
 from hx_gateway.model.plan import VenvPlan
@@ -12,20 +12,14 @@ from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext import changes, render
 from hx_gateway.pyinfra_ext.operations import ensure_directory
 from hx_gateway.venv_artifacts import Artifact
-from tasks.gateway import venv_artifact
-from tasks.locked_venv import activation, install_script, service_account
+from tasks import venv_artifact
+from tasks.locked_venv import activation, install_script, os_prerequisites, service_account
 
 
 @deploy("Install")
 def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
     """Returns the operations whose change means the service must restart, by what they manage."""
-    # zstd packs and unpacks venv artifacts: needed only by a host that gets a new venv.
-    wanted = {"python3-venv": facts["has_venv"], "iproute2": facts["has_ss"],
-              **({} if venv.installed else {"zstd": facts.get("has_zstd")})}
-    missing = [package for package, present in wanted.items() if not present]
-    if missing:
-        changes.record("packages", "apt", f"install {', '.join(missing)} (missing)")
-        apt.packages(name="Install OS prerequisites", packages=list(wanted), update=True, cache_time=3600)
+    os_prerequisites(facts, venv.installed, also={"iproute2": facts["has_ss"]})
     service_account(settings.service_user, settings.service_group, facts["account"])
     directories = render.managed_directories(settings)
     for key in ("venv_root", "venvs", "cache"):
@@ -54,12 +48,12 @@ def install(settings: Settings, facts: dict, venv: VenvPlan) -> dict:
                          f"({venv.target.key}, uv) on the first gateway by name that needs it; in a fleet, pack it "
                          f"and fetch it to the control node",
                     function=venv_artifact.build, artifact=artifact, wheelhouse=archive, install=script,
-                    pack=venv_artifact.pack_script(settings, venv.venv_id, artifact))
+                    pack=venv_artifact.pack_script(settings.venv_root, venv.venv_id, artifact))
     # Planned after the build above: pyinfra runs it once every builder has built and fetched.
     received = python.call(name=f"Install LiteLLM {venv.version}: receive venv {venv.venv_id[:16]} "
                                 f"({venv.target.key}) from "
                                 f"{'the control node' if cached else 'the gateway that built it'}{why}",
-                           function=venv_artifact.receive, settings=settings, venv_id=venv.venv_id,
+                           function=venv_artifact.receive, venv_root=settings.venv_root, venv_id=venv.venv_id,
                            artifact=artifact, activate=activation(settings.venv_root), wheelhouse=archive,
                            install_script=script)
     return {"venv": received}

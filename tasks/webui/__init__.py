@@ -1,7 +1,8 @@
 """The Open WebUI component (group `webui`, one host): the chat interface, a client of the gateways.
 
 preflight (facts only: its interpreter and venv, the address to bind, the port free) -> install (its
-system user, the locked venv built here from the control node's wheelhouse: locks/open-webui.in) ->
+system user, the locked venv built here from the control node's wheelhouse (locks/open-webui.in) and
+packed into the control node's cache, or received from there built) ->
 configure (settings.env, which wins over its admin panel at every start; secrets.env: its session
 key, the first admin's password, its client key) -> activate (hardened unit; restart only when one of
 them or the venv changed, or its admin panel changed a setting the deploy owns; then /health must
@@ -20,10 +21,10 @@ from urllib.parse import urlsplit
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.operations import apt, python, systemd
+from pyinfra.operations import python, systemd
 from pyinfra.operations.util import any_changed
 
-from hx_gateway import lock, webui_api
+from hx_gateway import lock, venv_artifacts, webui_api
 from hx_gateway.model.fleet import host_part, host_port
 from hx_gateway.model.plan import VenvPlan, WebuiPlan, venv_plan
 from hx_gateway.model.secrets import SecretText
@@ -50,8 +51,10 @@ from hx_gateway.pyinfra_ext.render import (
     ManagedFile,
     template_environment,
 )
+from hx_gateway.venv_artifacts import Artifact
 from tasks.component import answers, bind_address, port_taken_problems, refuse
-from tasks.locked_venv import build_from_wheelhouse, fail, install_script, service_account
+from tasks.locked_venv import activation, fail, install_script, os_prerequisites, service_account
+from tasks.venv_artifact import build_and_keep, pack_script, unpack_or_build
 
 USER = "open-webui"
 UNIT = "open-webui.service"
@@ -147,9 +150,10 @@ def venv_for(facts: dict) -> VenvPlan:
     except lock.LockError as error:
         target = f"Python {facts['python']} ({facts['arch']}, glibc {facts['glibc']})"
         raise lock.LockError(f"preflight failed on {host.name} (Open WebUI); nothing was changed:\n  - Open WebUI "
-                             f"cannot be locked for this host's {target}: {str(error).splitlines()[0]}. Open WebUI "
-                             f"needs a CPU-only torch build for that Python in this machine's package index or "
-                             f"find-links (pip config), or a host with a Python it has one for") from None
+                             f"cannot be locked for this host's {target}: {str(error).splitlines()[0]}. Put the "
+                             f"`webui` group on a host whose Python Open WebUI supports and this machine's package "
+                             f"index or find-links (pip config) has a CPU-only torch build for (Debian 12's "
+                             f"Python 3.11 here)") from None
 
 
 def health_check(address: str, port: int) -> str:
@@ -187,24 +191,33 @@ def install(plan: WebuiPlan, facts: dict) -> list:
     """The prerequisites, its account and directories, the venv; returns the operations whose change
     means a restart."""
     w = plan.settings
-    if not facts["has_venv"]:
-        changes.record("packages", "apt", "install python3-venv (missing)")
-        apt.packages(name="Install OS prerequisites", packages=["python3-venv"], update=True, cache_time=3600)
+    venv = venv_for(facts)
+    os_prerequisites(facts, venv.installed)
     service_account(USER, USER, facts["account"])
     for directory in directories(plan):
         ensure_directory(directory, facts["directories"])
-    venv = venv_for(facts)
     if venv.installed:
         return []
     before = "a venv that cannot run" if facts.get("venv_runnable") is False else (
         "a venv of another lock" if facts.get("venv") else "no venv")
+    venvs = f"{w.webui_venv_root}/venvs"
+    artifact = Artifact(venv.venv_id, venv.target.key, f"{venvs}/{venv.venv_id[:16]}")
+    cached = bool(venv_artifacts.usable(artifact))
+    source = ("received from the control node's cache" if cached else
+              "built here from the wheelhouse, then packed into the control node's cache")
     changes.record("venv", f"{w.webui_venv_root}/current",
-                   f"{before} -> Open WebUI {venv.version} (venv {venv.venv_id[:16]}, {venv.target.key})")
+                   f"{before} -> Open WebUI {venv.version} (venv {venv.venv_id[:16]}, {venv.target.key}), {source}")
     archive = venv.wheelhouse()
     script = install_script(w.webui_venv_root, archive.name, lock.file_sha256(archive), venv.venv_id, lock.OPEN_WEBUI)
-    return [python.call(name=f"Install Open WebUI {venv.version}: build venv {venv.venv_id[:16]} "
-                             f"({venv.target.key}, uv) from the control node's wheelhouse",
-                        function=build_from_wheelhouse, wheelhouse=archive, script=script, what="Open WebUI's venv")]
+    what = f"Open WebUI {venv.version}: venv {venv.venv_id[:16]} ({venv.target.key})"
+    if cached:
+        return [python.call(name=f"Install {what} received from the control node's cache (else built here)",
+                            function=unpack_or_build, venv_root=w.webui_venv_root, venv_id=venv.venv_id,
+                            artifact=artifact, activate=activation(w.webui_venv_root, product=lock.OPEN_WEBUI),
+                            wheelhouse=archive, install_script=script)]
+    return [python.call(name=f"Install {what} built from the control node's wheelhouse (uv), packed into its cache",
+                        function=build_and_keep, artifact=artifact, wheelhouse=archive, install=script,
+                        pack=pack_script(w.webui_venv_root, venv.venv_id, artifact), what="Open WebUI's venv")]
 
 
 @deploy("Open WebUI")

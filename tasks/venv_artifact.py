@@ -1,6 +1,6 @@
 """Build a venv once per platform, ship it built: who builds, who receives, and the host steps.
 
-Every gateway that needs a venv the control node's cache does not hold plans two operations: build,
+Gateways (a fleet): every gateway that needs a venv the control node's cache does not hold plans two operations: build,
 then receive. pyinfra plans hosts concurrently, so the builder is chosen once every host is planned:
 the first by name of those that need the same artifact (hx_gateway/venv_artifacts.py, `RunSources`).
 It builds (tasks/gateway/install.py) and, when the run has other gateways (a fleet), packs, and the
@@ -10,6 +10,10 @@ the digest, unpacks into `venvs/<id>`, checks the venv as a build is checked and
 the same atomic way. With the artifact already cached, only the receive is planned. An artifact that
 is missing or damaged (the build failed, the cache or the transfer corrupted it) is refused and that
 host builds from the wheelhouse instead.
+
+Open WebUI (one host, tasks/webui/): its venv (2.9 GB, built in ~38 s) is packed after every build and
+kept in the cache, so a rebuilt or re-created host of the same platform receives it (`build_and_keep`,
+`unpack_or_build`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from pathlib import Path
 from pyinfra import host, logger, state
 
 from hx_gateway import venv_artifacts
-from hx_gateway.model.settings import Settings
 from hx_gateway.pyinfra_ext.announce import VENV_SOURCES_ATTRIBUTE
 from hx_gateway.pyinfra_ext.remote import get_as_root, put_as_root, run_as_root
 from hx_gateway.pyinfra_ext.render import CACHE_ON_TARGET
@@ -39,18 +42,18 @@ def run_sources() -> RunSources:
     return getattr(state, VENV_SOURCES_ATTRIBUTE)
 
 
-def pack_script(settings: Settings, venv_id: str, artifact: Artifact) -> str:
+def pack_script(venv_root: str, venv_id: str, artifact: Artifact) -> str:
     """Appended to the install script of the host that builds: the venv as one artifact."""
     packed = f"{CACHE_ON_TARGET}/{artifact.name}"
     # Not packed: the venv still serves here; only the other hosts build their own.
-    return (f"(tar {PACK_OPTIONS} -C {settings.venv_root}/venvs -cf {packed}.partial {venv_id[:16]} "
+    return (f"(tar {PACK_OPTIONS} -C {venv_root}/venvs -cf {packed}.partial {venv_id[:16]} "
             f"&& mv {packed}.partial {packed}) || echo 'the venv was not packed' >&2\n")
 
 
-def unpack_script(settings: Settings, venv_id: str, artifact: Artifact, digest: str, activate: str) -> str:
+def unpack_script(venv_root: str, venv_id: str, artifact: Artifact, digest: str, activate: str) -> str:
     """Digest first; unpack beside the venvs, move into place, then `activate` (locked_venv.activation:
     the venv check a build passes, the atomic switch of `current`)."""
-    venvs = f"{settings.venv_root}/venvs"
+    venvs = f"{venv_root}/venvs"
     packed = f"{CACHE_ON_TARGET}/{artifact.name}"
     return f"""set -eu
 venv={venvs}/{venv_id[:16]}
@@ -97,26 +100,33 @@ def fetch(artifact: Artifact) -> None:
         host.log(f"venv built here and fetched to the control node: {artifact.name} "
                  f"({artifact.path.stat().st_size / 1e6:.0f} MB)")
     except (OSError, venv_artifacts.ArtifactError) as failure:
-        host.log(f"venv artifact not cached ({failure}): the other gateways build their own", logger.warning)
+        host.log(f"venv artifact not cached ({failure}): the hosts that need it build their own", logger.warning)
     finally:
         run_as_root(f"rm -f {remote}")
 
 
-def receive(settings: Settings, venv_id: str, artifact: Artifact, activate: str, wheelhouse: Path,
+def receive(venv_root: str, venv_id: str, artifact: Artifact, activate: str, wheelhouse: Path,
             install_script: str) -> None:
     """Unpack the artifact (built earlier in this run or cached); if it is missing or refused by its
     digest, build here from the wheelhouse as a host without artifacts would. The builder skips it."""
     if run_sources().builder(artifact) == host.name:
         return
+    builder = run_sources().builder(artifact)
+    unpack_or_build(venv_root, venv_id, artifact, activate, wheelhouse, install_script,
+                    f"built on {builder}" if builder else "from the control node cache")
+
+
+def unpack_or_build(venv_root: str, venv_id: str, artifact: Artifact, activate: str, wheelhouse: Path,
+                    install_script: str, origin: str = "from the control node cache") -> None:
+    """Unpack the artifact the cache holds; if it is missing or refused by its digest, build here from
+    the wheelhouse. A venv the check refuses fails the host (a build would give the same venv)."""
     # The digest its builder reported: a file damaged since is refused on the host, like one damaged in transit.
     digest = artifact.recorded_digest() if artifact.path.is_file() else ""
     if digest:
         put_as_root(str(artifact.path), f"{CACHE_ON_TARGET}/{artifact.name}")
-        ok, output = run_as_root(unpack_script(settings, venv_id, artifact, digest, activate))
+        ok, output = run_as_root(unpack_script(venv_root, venv_id, artifact, digest, activate))
         if ok:
-            builder = run_sources().builder(artifact)
-            host.log(f"venv received ({artifact.name}, sha256 checked), "
-                     f"{'built on ' + builder if builder else 'from the control node cache'}")
+            host.log(f"venv received ({artifact.name}, sha256 checked), {origin}")
             return
         if REFUSED not in output.stderr:
             fail(f"the venv from {artifact.name} was refused:\n{output.stderr.strip()[-2000:]}")
@@ -126,3 +136,10 @@ def receive(settings: Settings, venv_id: str, artifact: Artifact, activate: str,
                  "building the venv here instead", logger.warning)
     build_from_wheelhouse(wheelhouse, install_script)
     host.log("venv built here from the wheelhouse")
+
+
+def build_and_keep(artifact: Artifact, wheelhouse: Path, install: str, pack: str, what: str) -> None:
+    """A lone host's build (Open WebUI): build from the wheelhouse, pack, and keep the artifact in the
+    control node's cache for the next host of this platform that needs it."""
+    build_from_wheelhouse(wheelhouse, install + pack, what)
+    fetch(artifact)
