@@ -29,7 +29,7 @@ def test_service_user_and_file_modes(converged):
     assert "/etc/litellm/litellm.env 600 root root" in modes
     assert "/etc/litellm/config.yaml 640 root litellm" in modes
     cmdline = exec_in("hx-api", "sh", "-c", "cat /proc/$(systemctl show -p MainPID --value litellm)/cmdline")
-    assert "litellm" in cmdline and "sk-" not in cmdline
+    assert "/etc/litellm/hx_start.py\0--config\0" in cmdline and "sk-" not in cmdline  # templates/gateway/hx_start.py
 
 
 def test_second_run_changes_nothing_and_does_not_restart(converged, lab_secrets):

@@ -24,7 +24,7 @@ from hx_gateway.proof.redaction import redact_keys
 from hx_gateway.pyinfra_ext.facts import shell_command
 from hx_gateway.pyinfra_ext.generations import run_tool, spec_of
 from hx_gateway.pyinfra_ext.remote import TARGET_PYTHON, run_as_root
-from hx_gateway.pyinfra_ext.render import service_environment, tls_arguments
+from hx_gateway.pyinfra_ext.render import service_environment, start_command, tls_arguments
 
 HOST_HEALTH = Path(host_health.__file__).read_text()
 
@@ -77,8 +77,8 @@ def canary_command(settings: Settings, unit: str, port: int) -> str:
                   "ProtectSystem=strict", "ProtectHome=yes"]
     return " ".join(["systemd-run", "--quiet", "--collect", f"--unit={unit}",
                      *(f"-p {shlex.quote(p)}" for p in properties),
-                     f"{settings.venv_root}/current/bin/litellm", "--config", settings.path("config.yaml"),
-                     "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1", *tls_arguments(settings)])
+                     *start_command(settings), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1",
+                     *tls_arguments(settings)])
 
 
 def reported(check: Callable[..., None]) -> Callable[..., None]:

@@ -71,6 +71,7 @@ def managed_files(settings: Settings) -> dict[str, ManagedFile]:
         "config": ManagedFile(settings.path("config.yaml"), **readable),
         "auth": ManagedFile(settings.path("hx_auth.py"), **readable),
         "speedups": ManagedFile(settings.path("hx_speedups.py"), **readable),
+        "start": ManagedFile(settings.path("hx_start.py"), **readable),
         # Loaded only when config.yaml lists hx_usage.recorder (a `db` host exists).
         "usage": ManagedFile(settings.path("hx_usage.py"), **readable),
         "keys": ManagedFile(settings.path("client_keys.json"), **readable),
@@ -234,6 +235,13 @@ def tls_arguments(settings: Settings) -> list[str]:
     return ["--ssl_certfile_path", files["tls_chain"].path, "--ssl_keyfile_path", files["tls_key"].path]
 
 
+def start_command(settings: Settings) -> list[str]:
+    """How the service (and the deploy's canary) starts LiteLLM: its `litellm` command through
+    templates/gateway/hx_start.py, which imports the proxy with the garbage collector paused."""
+    return [f"{settings.venv_root}/current/bin/python", "-P", settings.path("hx_start.py"),
+            "--config", settings.path("config.yaml")]
+
+
 def render_unit(settings: Settings, workers: int, backend_addresses: list[str], metrics: bool = False) -> str:
     """`metrics`: the workers write their samples for the metrics process (never the canary's: it
     keeps them in memory)."""
@@ -241,7 +249,8 @@ def render_unit(settings: Settings, workers: int, backend_addresses: list[str], 
     if metrics:
         environment["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory(settings)
     return _env.get_template("litellm.service.j2").render(
-        s=settings, workers=workers, ip_allow=ip_allow_list(settings, backend_addresses),
+        s=settings, start=" ".join(start_command(settings)), workers=workers,
+        ip_allow=ip_allow_list(settings, backend_addresses),
         environment=environment, host_argument=host_argument(settings),
         tls_arguments="".join(f" {a}" for a in tls_arguments(settings)),
         runtime_directories=" ".join([settings.service_name, *([f"{settings.service_name}/prometheus"] if metrics
@@ -266,7 +275,7 @@ def render_client_keys(settings: Settings, secrets: Secrets) -> str:
 
 
 def python_module(name: str) -> str:
-    """A module LiteLLM loads from the config directory (templates/gateway/hx_auth.py, hx_speedups.py), as it is."""
+    """A module the service loads from the config directory (templates/gateway/hx_auth.py, hx_start.py...), as it is."""
     return static_file(f"{name}.py")
 
 

@@ -35,11 +35,12 @@ def configure(settings: Settings, secrets: Secrets, litellm_version: str, facts:
         "config": render.render_config(settings, litellm_version, fleet.redis, fleet.db, fleet.monitor is not None),
         "auth": render.python_module("hx_auth"),
         "speedups": render.python_module("hx_speedups"),
+        "start": render.python_module("hx_start"),
         "usage": render.python_module("hx_usage"),
         "keys": render.render_client_keys(settings, secrets),
         "env": SecretText(render.render_env(secrets, fleet.redis, fleet.db)),
     }
-    labels = {"config": "Render", "auth": "Auth module", "speedups": "Speed-ups module",
+    labels = {"config": "Render", "auth": "Auth module", "speedups": "Speed-ups module", "start": "Start module",
               "usage": "Usage recorder module", "keys": "Client key digests",
               "env": "Secret env file"}
     if tls:
