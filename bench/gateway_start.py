@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import statistics
 import sys
 import time
 import urllib.request
 
-from common import lab_deploy, report, use_random_secrets  # first: puts the repo on sys.path
+from common import lab_deploy, report, round_median, seconds, use_random_secrets  # first: puts the repo on sys.path
 
 from lab.lab import Lab, address_of, exec_in, write_file
 
@@ -38,12 +37,6 @@ def plain_litellm_exec_start(unit_text: str) -> str:
     if not found:
         raise SystemExit(f"{UNIT} does not start LiteLLM through hx_start.py: deploy this code first")
     return f"{found[1]}/bin/litellm {found[2]}"
-
-
-def timed(*argv: str) -> float:
-    started = time.monotonic()
-    exec_in("hx-api", *argv)
-    return time.monotonic() - started
 
 
 def start_until_live(url: str, timeout: float = 120) -> float:
@@ -77,6 +70,10 @@ def service_figures() -> dict[str, float]:
     return {"cpu_s": ticks / os.sysconf("SC_CLK_TCK"), "memory_mb": pss_kb / 1024}
 
 
+def stop_service() -> None:
+    exec_in("hx-api", "systemctl", "stop", "litellm")
+
+
 def use_start(kind: str, plain: str) -> None:
     if kind == "litellm":
         write_file("hx-api", DROP_IN, f"[Service]\nExecStart=\nExecStart={plain}\n")
@@ -102,22 +99,21 @@ def main() -> None:
         for _ in range(args.rounds):
             for kind in rounds:
                 use_start(kind, plain)
-                stop_s = timed("systemctl", "stop", "litellm")
+                stop_s = seconds(stop_service)
                 if running:
-                    rounds[running][-1]["stop_s"] = round(stop_s, 2)
+                    rounds[running][-1]["stop_s"] = stop_s
                 live_s = start_until_live(url)
                 time.sleep(2)  # the workers' own start finishes after the first answer
                 rounds[kind].append({"live_s": round(live_s, 2),
                                      **{k: round(v, 2) for k, v in service_figures().items()}})
                 running = kind
                 print(kind, rounds[kind][-1], file=sys.stderr, flush=True)
-        rounds[running][-1]["stop_s"] = round(timed("systemctl", "stop", "litellm"), 2)
+        rounds[running][-1]["stop_s"] = seconds(stop_service)
     finally:
         use_start("hx_start", plain)
         exec_in("hx-api", "systemctl", "restart", "litellm")
 
-    medians = {kind: {figure: round(statistics.median(r[figure] for r in runs), 2)
-                      for figure in FIGURES} for kind, runs in rounds.items()}
+    medians = {kind: {figure: round_median(runs, figure) for figure in FIGURES} for kind, runs in rounds.items()}
     ratios = {f"{figure}_ratio": round(medians["hx_start"][figure] / medians["litellm"][figure], 3)
               for figure in FIGURES}
     report("gateway_start", {"medians": medians, **ratios, "rounds": rounds})
